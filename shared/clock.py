@@ -49,3 +49,11 @@ class FrozenClock:
             raise ValueError("FrozenClock.set needs a timezone-aware time")
         with self._lock:
             self._now = when
+
+
+def sql_now(clock: Clock | None) -> datetime | None:
+    """The `:now` to pass to SQL: None for the real clock, so the database's own clock decides
+    (no skew between application hosts and the server), else the injected time."""
+    if clock is None or isinstance(clock, SystemClock):
+        return None
+    return clock.now()

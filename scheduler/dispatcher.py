@@ -1,0 +1,149 @@
+"""The dispatcher: moves runnable jobs to `dispatched` and publishes their ids.
+
+Per queue it keeps at most a window of jobs in the broker, so the backlog stays in PostgreSQL
+where order is exact, pause is instant and limits hold. It wakes on NOTIFY (coalesced: one
+wake drains every pending notification), re-polls quickly while queues are busy, backs off
+when nothing moves, and republishes jobs whose message was lost. Rows are committed before
+their messages are sent; a crash in between leaves jobs `dispatched`, which the redispatch
+timeout covers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import psycopg
+from celery import Celery
+from sqlalchemy.engine import make_url
+
+from shared.broker import publish
+from shared.clock import Clock, sql_now
+from shared.db import Database
+from shared.jobtypes.registry import Registry
+from shared.settings import Settings
+from shared.store import jobs as job_store
+from shared.store import queues as queue_store
+from shared.store.rows import DispatchedJob, QueueRow
+from scheduler.service import Service
+
+log = logging.getLogger("scheduler.dispatcher")
+
+CHANNEL = "jobs_ready"
+PROMOTE_BATCH = 5000
+REDISPATCH_EVERY_SECONDS = 1.0
+
+
+class Dispatcher(Service):
+    name = "dispatcher"
+    leader_only = False  # several replicas are safe: each queue round holds the queue's row lock
+
+    def __init__(self, database: Database, app: Celery, settings: Settings, registry: Registry, clock: Clock) -> None:
+        super().__init__()
+        self.database = database
+        self.app = app
+        self.settings = settings
+        self.registry = registry
+        self.clock = clock
+        self._listener: psycopg.Connection | None = None
+        self._idle_wait = settings.dispatch_busy_poll_seconds
+        self._last_redispatch = 0.0
+        self._queue_names: list[str] = []
+        self._queues_read_at = 0.0
+        self.published_total = 0
+
+    def tick(self) -> int:
+        now = sql_now(self.clock)
+        with self.database.session() as session:
+            job_store.promote_scheduled(session, PROMOTE_BATCH, now)
+        moved = sum(self._dispatch_queue(name) for name in self._queues())
+        if time.monotonic() - self._last_redispatch >= REDISPATCH_EVERY_SECONDS:
+            self._last_redispatch = time.monotonic()
+            moved += self._redispatch()
+        return moved
+
+    def _queues(self) -> list[str]:
+        # Re-read the list of queues now and then; each round re-reads a queue's settings anyway.
+        if time.monotonic() - self._queues_read_at > 5.0 or not self._queue_names:
+            with self.database.session() as session:
+                self._queue_names = [q.name for q in queue_store.list_queues(session)]
+            self._queues_read_at = time.monotonic()
+        return self._queue_names
+
+    def _dispatch_queue(self, name: str) -> int:
+        with self.database.session() as session:
+            queue = job_store.lock_queue(session, name)
+            if queue is None:
+                return 0
+            room = self._room(queue, *job_store.queue_in_flight(session, name))
+            if room <= 0:
+                return 0
+            jobs = job_store.dispatch_queue(session, name, min(room, self.settings.dispatch_batch), sql_now(self.clock))
+            unknown = [j.id for j in jobs if j.type not in self.registry]
+            job_store.fail_unknown_types(session, unknown, sql_now(self.clock))
+        # Committed: now the messages may name these rows.
+        self._publish([j for j in jobs if j.type in self.registry])
+        return len(jobs)
+
+    def _room(self, queue: QueueRow, dispatched: int, running: int) -> int:
+        room = (queue.dispatch_window or self.settings.dispatch_window) - dispatched
+        if queue.concurrency_limit is not None:
+            room = min(room, queue.concurrency_limit - dispatched - running)
+        return room
+
+    def _redispatch(self) -> int:
+        with self.database.session() as session:
+            lost = job_store.redispatch_lost(
+                session, self.settings.redispatch_after_seconds, self.settings.dispatch_batch, sql_now(self.clock)
+            )
+        if lost:
+            log.warning("republishing %d jobs whose messages were lost", len(lost))
+            self._publish(lost)
+        return len(lost)
+
+    def _publish(self, jobs: list[DispatchedJob]) -> None:
+        if jobs:
+            self.published_total += publish(self.app, self.settings, jobs)
+
+    def wait(self, stop: threading.Event, did: int) -> None:
+        """Busy: look again almost at once. Idle: wait for NOTIFY, doubling the fallback poll."""
+        if did:
+            self._idle_wait = self.settings.dispatch_busy_poll_seconds
+        else:
+            self._idle_wait = min(self._idle_wait * 2, self.settings.dispatch_poll_seconds)
+        if stop.is_set():
+            return
+        try:
+            self._wait_notify(self._idle_wait)
+        except psycopg.Error as exc:
+            log.warning("LISTEN connection failed (%s); polling", exc)
+            self._close_listener()
+            stop.wait(self._idle_wait)
+
+    def _wait_notify(self, timeout: float) -> None:
+        listener = self._listen()
+        woke = False
+        for _ in listener.notifies(timeout=timeout, stop_after=1):
+            woke = True
+        if woke:  # coalesce a burst of notifications into one round
+            for _ in listener.notifies(timeout=0.0):
+                pass
+            self._idle_wait = self.settings.dispatch_busy_poll_seconds
+
+    def _listen(self) -> psycopg.Connection:
+        if self._listener is None or self._listener.closed:
+            url = make_url(self.database.engine.url).set(drivername="postgresql")
+            self._listener = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+            self._listener.execute(f"LISTEN {CHANNEL}")
+        return self._listener
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            try:
+                self._listener.close()
+            finally:
+                self._listener = None
+
+    def close(self) -> None:
+        self._close_listener()

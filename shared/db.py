@@ -1,0 +1,111 @@
+"""Engines and sessions, created lazily and per process.
+
+A connection pool must never cross a fork (Celery's prefork children would share sockets with
+their parent), so `get_database()` remembers the pid that built the engine and builds a fresh
+one in a child. Errors from SQLAlchemy are translated into the platform's family here, at the
+boundary, by `translate_errors`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.errors import ConfigurationError, PlatformError, ServiceUnavailable, StoreError
+from shared.settings import Settings, get_settings
+
+
+@dataclass
+class Database:
+    engine: Engine
+    sessions: sessionmaker[Session]
+    pid: int
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with translate_errors(), self.sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def make_database(url: str, *, pool_size: int = 5, application_name: str = "jobplatform") -> Database:
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"application_name": application_name, "connect_timeout": 10},
+    )
+    _set_utc(engine)
+    return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False), pid=os.getpid())
+
+
+def _set_utc(engine: Engine) -> None:
+    # Every timestamp leaves the database in UTC, whatever the server's TimeZone.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'UTC'")
+        dbapi_connection.commit()
+
+
+_lock = threading.Lock()
+_database: Database | None = None
+
+
+def get_database(settings: Settings | None = None) -> Database:
+    """The process-wide database, rebuilt after a fork."""
+    global _database
+    with _lock:
+        if _database is None or _database.pid != os.getpid():
+            settings = settings or get_settings()
+            if not settings.database_url:
+                raise ConfigurationError("JOBS_DATABASE_URL is not set (run through `jobctl up` for an embedded one)")
+            _database = make_database(settings.database_url)
+        return _database
+
+
+def reset_database() -> None:
+    """Forget the process-wide database (after settings changed, or in a forked child)."""
+    global _database
+    with _lock:
+        if _database is not None and _database.pid == os.getpid():
+            _database.dispose()
+        _database = None
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn SQLAlchemy errors into the platform's family; platform errors pass through."""
+    try:
+        yield
+    except PlatformError:
+        raise
+    except IntegrityError as exc:
+        raise StoreError(f"the database refused the write: {_diag(exc)}", constraint=_constraint(exc)) from exc
+    except OperationalError as exc:
+        raise ServiceUnavailable(f"the database is not reachable: {_diag(exc)}") from exc
+    except (DBAPIError, SQLAlchemyError) as exc:
+        raise StoreError(f"database error: {_diag(exc)}") from exc
+
+
+def _diag(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _constraint(exc: SQLAlchemyError) -> str | None:
+    diag = getattr(getattr(exc, "orig", None), "diag", None)
+    return getattr(diag, "constraint_name", None)

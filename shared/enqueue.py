@@ -1,0 +1,231 @@
+"""The enqueue API: how services put work on the platform.
+
+`enqueue` writes in the caller's session, so the job exists if and only if the caller's
+transaction commits. `enqueue_now` manages its own transaction. `enqueue_many` writes any
+number of jobs of one type in one statement. Everything is validated before anything is
+written; a refusal raises a `ValidationError` subclass naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping, Sequence
+
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from shared.clock import Clock, SystemClock, sql_now
+from shared.db import Database, get_database, translate_errors
+from shared.errors import PayloadInvalid, PayloadTooLarge, UnknownQueue, ValidationError
+from shared.jobtypes.registry import JobType, registry
+from shared.models.platform import PRIORITY_MAX, PRIORITY_MIN
+from shared.models.states import JobState
+from shared.settings import get_settings
+from shared.store import jobs as job_store
+from shared.store import queues as queue_store
+from shared.store.rows import Executor, NewJob
+
+MAX_METADATA_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    id: int
+    duplicate: bool = False  # a unique job: the key was held by this existing job
+
+
+class _QueueNames:
+    """Known queue names, cached per process; a miss re-reads before refusing."""
+
+    ttl_seconds = 5.0
+
+    def __init__(self) -> None:
+        self._names: frozenset[str] = frozenset()
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+
+    def check(self, db: Executor, name: str) -> None:
+        if name in self._names and time.monotonic() - self._read_at < self.ttl_seconds:
+            return
+        with self._lock:
+            self._names = frozenset(q.name for q in queue_store.list_queues(db))
+            self._read_at = time.monotonic()
+        if name not in self._names:
+            known = ", ".join(sorted(self._names)) or "none"
+            raise UnknownQueue(f"unknown queue {name!r} (known: {known})", field="queue", queue=name)
+
+
+_queues = _QueueNames()
+
+
+def _payload_json(job_type: JobType[BaseModel], payload: Mapping[str, Any] | BaseModel, limit: int) -> tuple[str, BaseModel]:
+    try:
+        if isinstance(payload, BaseModel) and not isinstance(payload, job_type.payload):
+            raise PayloadInvalid(
+                f"payload for {job_type.name} must be {job_type.payload.__name__}, not {type(payload).__name__}",
+                field="payload",
+            )
+        model = payload if isinstance(payload, BaseModel) else job_type.payload.model_validate(payload)
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()
+        )
+        raise PayloadInvalid(f"payload for {job_type.name} is invalid: {problems}", field="payload") from None
+    encoded = model.model_dump_json()
+    size = len(encoded.encode())
+    if size > limit:
+        raise PayloadTooLarge(f"payload is {size} bytes; the limit is {limit}", field="payload", size=size)
+    return encoded, model
+
+
+def _metadata_json(metadata: Mapping[str, Any] | None) -> str:
+    if metadata is None:
+        return "{}"
+    if not isinstance(metadata, Mapping):
+        raise ValidationError("metadata must be a JSON object", field="metadata")
+    try:
+        encoded = json.dumps(metadata, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"metadata is not JSON: {exc}", field="metadata") from None
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise ValidationError(f"metadata is over {MAX_METADATA_BYTES} bytes", field="metadata")
+    return encoded
+
+
+@dataclass(frozen=True)
+class _Options:
+    queue: str
+    priority: int
+    run_at: datetime | None
+    state: str
+    max_attempts: int
+    timeout_seconds: float | None
+
+
+def _options(
+    job_type: JobType[BaseModel], clock: Clock, queue: str | None, priority: int | None,
+    run_at: datetime | None, delay: float | timedelta | None, max_attempts: int | None, timeout: float | None,
+) -> _Options:
+    settings = get_settings()
+    priority = job_type.priority if priority is None else priority
+    if not isinstance(priority, int) or isinstance(priority, bool) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise ValidationError(f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}; got {priority!r}", field="priority")
+    if run_at is not None and delay is not None:
+        raise ValidationError("give run_at or delay, not both", field="run_at")
+    if run_at is not None and run_at.tzinfo is None:
+        raise ValidationError("run_at must be timezone-aware", field="run_at")
+    if delay is not None:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        if seconds < 0:
+            raise ValidationError("delay must not be negative", field="delay")
+        run_at = clock.now() + timedelta(seconds=seconds)
+    future = run_at is not None and run_at > clock.now()
+    attempts = max_attempts if max_attempts is not None else job_type.max_attempts or settings.default_max_attempts
+    if not isinstance(attempts, int) or attempts < 1:
+        raise ValidationError(f"max_attempts must be a positive integer; got {attempts!r}", field="max_attempts")
+    timeout = timeout if timeout is not None else job_type.timeout_seconds
+    if timeout is not None and timeout <= 0:
+        raise ValidationError("timeout must be positive", field="timeout")
+    return _Options(
+        queue=queue or job_type.queue, priority=priority, run_at=run_at,
+        state=JobState.SCHEDULED if future else JobState.QUEUED, max_attempts=attempts, timeout_seconds=timeout,
+    )
+
+
+def _key(job_type: JobType[BaseModel], model: BaseModel, fields: tuple[str, ...] | None) -> str | None:
+    if not fields:
+        return None
+    values = model.model_dump(mode="json", include=set(fields))
+    return job_type.name + ":" + json.dumps([values[f] for f in fields], separators=(",", ":"))
+
+
+def enqueue(
+    session: Executor,
+    job_type: str | JobType[Any],
+    payload: Mapping[str, Any] | BaseModel | None = None,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_at: datetime | None = None,
+    delay: float | timedelta | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    unique_key: str | None = None,
+    clock: Clock | None = None,
+) -> Enqueued:
+    """Add one job in the caller's transaction. Nothing is written when validation fails."""
+    clock = clock or SystemClock()
+    declared = registry.get(job_type if isinstance(job_type, str) else job_type.name)
+    payload_json, model = _payload_json(declared, payload or {}, get_settings().max_payload_bytes)
+    options = _options(declared, clock, queue, priority, run_at, delay, max_attempts, timeout)
+    row = NewJob(
+        type=declared.name, queue=options.queue, state=options.state, priority=options.priority,
+        payload_json=payload_json, metadata_json=_metadata_json(metadata), max_attempts=options.max_attempts,
+        timeout_seconds=options.timeout_seconds, run_at=options.run_at,
+        limit_key=_key(declared, model, declared.limit_by),
+        unique_key=unique_key or _key(declared, model, declared.unique_by),
+    )
+    with translate_errors():
+        _queues.check(session, options.queue)
+        if row.unique_key is not None:
+            job_id, inserted = job_store.insert_unique_job(session, row, sql_now(clock))
+            return Enqueued(job_id, duplicate=not inserted)
+        return Enqueued(job_store.insert_jobs(session, [row], sql_now(clock))[0])
+
+
+def enqueue_now(job_type: str | JobType[Any], payload: Mapping[str, Any] | BaseModel | None = None, *, database: Database | None = None, **options: Any) -> Enqueued:
+    """Add one job in a transaction of its own, committed before returning."""
+    with (database or get_database()).session() as session:
+        return enqueue(session, job_type, payload, **options)
+
+
+def enqueue_many(
+    session: Executor,
+    job_type: str | JobType[Any],
+    payloads: Iterable[Mapping[str, Any] | BaseModel],
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    run_at: datetime | None = None,
+    delay: float | timedelta | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    clock: Clock | None = None,
+) -> list[int]:
+    """Add many jobs of one type in one statement; every payload is validated first.
+
+    Unique keys are not applied here: a bulk insert that silently skips rows would make the
+    returned ids ambiguous. Enqueue unique jobs one at a time.
+    """
+    clock = clock or SystemClock()
+    declared = registry.get(job_type if isinstance(job_type, str) else job_type.name)
+    options = _options(declared, clock, queue, priority, run_at, delay, max_attempts, timeout)
+    limit = get_settings().max_payload_bytes
+    metadata_json = _metadata_json(metadata)
+    rows: list[NewJob] = []
+    for index, payload in enumerate(payloads):
+        try:
+            payload_json, model = _payload_json(declared, payload, limit)
+        except ValidationError as exc:
+            raise type(exc)(f"payloads[{index}]: {exc}", field=f"payloads[{index}]") from None
+        rows.append(NewJob(
+            type=declared.name, queue=options.queue, state=options.state, priority=options.priority,
+            payload_json=payload_json, metadata_json=metadata_json, max_attempts=options.max_attempts,
+            timeout_seconds=options.timeout_seconds, run_at=options.run_at,
+            limit_key=_key(declared, model, declared.limit_by),
+        ))
+    with translate_errors():
+        _queues.check(session, options.queue)
+        return job_store.insert_jobs(session, rows, sql_now(clock))
+
+
+def enqueue_many_now(job_type: str | JobType[Any], payloads: Sequence[Mapping[str, Any] | BaseModel], *, database: Database | None = None, **options: Any) -> list[int]:
+    """`enqueue_many` in a transaction of its own."""
+    with (database or get_database()).session() as session:
+        return enqueue_many(session, job_type, payloads, **options)

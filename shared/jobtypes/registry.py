@@ -1,0 +1,115 @@
+"""Job-type declarations: what every process (enqueuer, dispatcher, worker) must know.
+
+A declaration names a job type with a stable string, the pydantic model its payload must
+match, and its defaults. The code that runs it (the handler) lives in `worker/` and binds to
+the name, so a service that only enqueues never imports handler dependencies.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+import threading
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.errors import UnknownJobType, ValidationError
+from shared.models.platform import PRIORITY_DEFAULT, PRIORITY_MAX, PRIORITY_MIN
+
+P = TypeVar("P", bound=BaseModel)
+_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+
+
+class Payload(BaseModel):
+    """Base for payload models: unknown fields are refused, so a typo is an error, not data loss."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmptyPayload(Payload):
+    """A job type that takes no arguments."""
+
+
+@dataclass(frozen=True)
+class JobType(Generic[P]):
+    name: str
+    payload: type[P]
+    queue: str = "default"
+    priority: int = PRIORITY_DEFAULT
+    max_attempts: int | None = None
+    timeout_seconds: float | None = None
+    backoff_base_seconds: float | None = None
+    backoff_max_seconds: float | None = None
+    # Uniqueness: while a job with the same key is active, enqueueing again returns it.
+    unique_by: tuple[str, ...] | None = None
+    # Concurrency/rate limits per key: the payload fields whose values form the limit key.
+    limit_by: tuple[str, ...] | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValidationError(
+                f"job type name {self.name!r} must be dotted lowercase words like 'proxies.check'", field="name"
+            )
+        if not PRIORITY_MIN <= self.priority <= PRIORITY_MAX:
+            raise ValidationError(f"priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}", field="priority")
+        for group in (self.unique_by or ()), (self.limit_by or ()):
+            unknown = [f for f in group if f not in self.payload.model_fields]
+            if unknown:
+                raise ValidationError(f"{self.name}: {unknown} are not fields of {self.payload.__name__}", field="unique_by")
+
+
+class Registry:
+    """The declared job types of this process."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, JobType[BaseModel]] = {}
+        self._lock = threading.Lock()
+
+    def declare(self, job_type: JobType[P]) -> JobType[P]:
+        with self._lock:
+            existing = self._types.get(job_type.name)
+            if existing is not None and existing != job_type:
+                raise ValidationError(f"job type {job_type.name!r} is declared twice, differently", field="name")
+            self._types[job_type.name] = job_type  # type: ignore[assignment]
+        return job_type
+
+    def get(self, name: str) -> JobType[BaseModel]:
+        try:
+            return self._types[name]
+        except KeyError:
+            hint = difflib.get_close_matches(name, list(self._types), n=1)
+            suffix = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise UnknownJobType(f"unknown job type {name!r}{suffix}", field="type", job_type=name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def all(self) -> list[JobType[BaseModel]]:
+        return [self._types[n] for n in self.names()]
+
+
+registry = Registry()
+
+
+def declare(
+    name: str,
+    payload: type[P] = EmptyPayload,  # type: ignore[assignment]
+    **defaults: object,
+) -> JobType[P]:
+    """Declare a job type in the process-wide registry."""
+    return registry.declare(JobType(name=name, payload=payload, **defaults))  # type: ignore[arg-type]
+
+
+def load_declarations(modules: tuple[str, ...] = ()) -> Registry:
+    """Import the built-in declarations and the configured extra modules (`JOBS_IMPORTS`)."""
+    importlib.import_module("shared.jobtypes.builtin")
+    for module in modules:
+        importlib.import_module(module)
+    return registry

@@ -1,0 +1,182 @@
+"""The workloads' tables: users and their Telegram connections, proactive messages, proxies
+and their health logs, social accounts, posts and their publications.
+
+Secrets (bot tokens, OAuth tokens, proxy passwords) are stored encrypted (`*_encrypted`
+columns hold Fernet tokens, see `shared.crypto`), never in clear.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Double, ForeignKey, Identity, Index, Integer, SmallInteger, Text, UniqueConstraint
+from sqlalchemy import text as sql_text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.models.base import EMPTY_OBJECT, Base, created_at_column, one_of
+from shared.models.states import (
+    AccountStatus,
+    MessageState,
+    PostState,
+    ProxyStatus,
+    ProxyType,
+    PublicationState,
+    SocialPlatform,
+)
+
+
+def _id() -> Any:
+    return mapped_column(BigInteger, Identity(always=False), primary_key=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = _id()
+    external_id: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    display_name: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class TelegramConnection(Base):
+    __tablename__ = "telegram_connections"
+    __table_args__ = (
+        # A user has at most one active connection: the one messages go to.
+        Index("uq_telegram_connections_user_active", "user_id", unique=True, postgresql_where=sql_text("is_active")),
+    )
+
+    id: Mapped[int] = _id()
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    chat_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    bot_token_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql_text("true"))
+    deactivated_at: Mapped[datetime | None]
+    deactivated_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class ProactiveMessage(Base):
+    __tablename__ = "proactive_messages"
+    __table_args__ = (
+        one_of("state", list(MessageState)),
+        CheckConstraint("length(text) BETWEEN 1 AND 4096", name="text_length"),
+        # The fan-out: pending messages that are due.
+        Index("ix_proactive_messages_due", "send_at", postgresql_where=sql_text("state = 'pending'")),
+    )
+
+    id: Mapped[int] = _id()
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    send_at: Mapped[datetime | None]
+    state: Mapped[str] = mapped_column(Text, nullable=False, server_default=sql_text("'pending'"))
+    send_started_at: Mapped[datetime | None]  # set before the request: a crash after it is not repeated
+    sent_at: Mapped[datetime | None]
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    needs_review: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql_text("false"))
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class Proxy(Base):
+    __tablename__ = "proxies"
+    __table_args__ = (
+        one_of("type", list(ProxyType)),
+        one_of("status", list(ProxyStatus)),
+        CheckConstraint("health_score BETWEEN 0 AND 100", name="health_score_range"),
+        CheckConstraint("port BETWEEN 1 AND 65535", name="port_range"),
+        CheckConstraint("consecutive_failures >= 0", name="consecutive_failures_not_negative"),
+        UniqueConstraint("type", "host", "port", "username"),
+    )
+
+    id: Mapped[int] = _id()
+    type: Mapped[str] = mapped_column(Text, nullable=False)
+    host: Mapped[str] = mapped_column(Text, nullable=False)
+    port: Mapped[int] = mapped_column(Integer, nullable=False)
+    username: Mapped[str | None] = mapped_column(Text)
+    password_encrypted: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=sql_text("'active'"))
+    health_score: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default=sql_text("100"))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default=sql_text("0"))
+    last_checked_at: Mapped[datetime | None]
+    last_latency_ms: Mapped[float | None] = mapped_column(Double)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class ProxyHealthLog(Base):
+    __tablename__ = "proxy_health_logs"
+    __table_args__ = (
+        # Scoring reads a proxy's recent checks, newest first.
+        Index("ix_proxy_health_logs_proxy_id_checked_at", "proxy_id", "checked_at"),
+    )
+
+    id: Mapped[int] = _id()
+    proxy_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("proxies.id", ondelete="CASCADE"), nullable=False)
+    checked_at: Mapped[datetime] = created_at_column()
+    ok: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    latency_ms: Mapped[float | None] = mapped_column(Double)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error_class: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    exit_ip: Mapped[str | None] = mapped_column(Text)
+
+
+class SocialAccount(Base):
+    __tablename__ = "social_accounts"
+    __table_args__ = (
+        one_of("platform", list(SocialPlatform)),
+        one_of("status", list(AccountStatus)),
+        UniqueConstraint("platform", "external_id"),
+    )
+
+    id: Mapped[int] = _id()
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    platform: Mapped[str] = mapped_column(Text, nullable=False)
+    external_id: Mapped[str] = mapped_column(Text, nullable=False)
+    access_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=sql_text("'active'"))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=EMPTY_OBJECT)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    __table_args__ = (
+        one_of("state", list(PostState)),
+        # The fan-out: scheduled posts that are due.
+        Index("ix_posts_due", "scheduled_at", postgresql_where=sql_text("state = 'scheduled'")),
+    )
+
+    id: Mapped[int] = _id()
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    media_url: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text, nullable=False, server_default=sql_text("'draft'"))
+    scheduled_at: Mapped[datetime | None]
+    published_at: Mapped[datetime | None]
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = created_at_column()
+
+
+class PostPublication(Base):
+    __tablename__ = "post_publications"
+    __table_args__ = (
+        one_of("state", list(PublicationState)),
+        UniqueConstraint("post_id", "social_account_id"),
+    )
+
+    id: Mapped[int] = _id()
+    post_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("posts.id", ondelete="CASCADE"), nullable=False)
+    social_account_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("social_accounts.id", ondelete="CASCADE"), nullable=False
+    )
+    state: Mapped[str] = mapped_column(Text, nullable=False, server_default=sql_text("'pending'"))
+    platform_post_id: Mapped[str | None] = mapped_column(Text)
+    publish_started_at: Mapped[datetime | None]
+    published_at: Mapped[datetime | None]
+    error_message: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = created_at_column()

@@ -1,0 +1,289 @@
+"""The platform's tables: queues, jobs, executions and their companions.
+
+Ids are bigint identities throughout (smaller, faster indexes than UUIDs; jobs are never
+merged across databases). Each index below names the query that needs it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Double,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.models.base import EMPTY_OBJECT, Base, created_at_column, one_of
+from shared.models.states import ExecutionState, JobState, MisfirePolicy
+
+PRIORITY_MIN, PRIORITY_MAX, PRIORITY_DEFAULT = 0, 9, 5
+QUEUE_NAME_PATTERN = "^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+class Queue(Base):
+    __tablename__ = "queues"
+    __table_args__ = (
+        CheckConstraint(f"name ~ '{QUEUE_NAME_PATTERN}'", name="name_format"),
+        CheckConstraint("dispatch_window IS NULL OR dispatch_window > 0", name="dispatch_window_positive"),
+        CheckConstraint("concurrency_limit IS NULL OR concurrency_limit > 0", name="concurrency_limit_positive"),
+        CheckConstraint(
+            "(rate_limit IS NULL) = (rate_period_seconds IS NULL) AND (rate_limit IS NULL OR rate_limit > 0)",
+            name="rate_limit_pair",
+        ),
+        CheckConstraint("retention_seconds > 0", name="retention_positive"),
+    )
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    dispatch_window: Mapped[int | None] = mapped_column(Integer)
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer)
+    rate_limit: Mapped[int | None] = mapped_column(Integer)
+    rate_period_seconds: Mapped[float | None] = mapped_column(Double)
+    retention_seconds: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("604800"))
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = created_at_column()
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        one_of("state", list(JobState)),
+        CheckConstraint(f"priority BETWEEN {PRIORITY_MIN} AND {PRIORITY_MAX}", name="priority_range"),
+        CheckConstraint("jsonb_typeof(payload) = 'object'", name="payload_is_object"),
+        CheckConstraint("jsonb_typeof(metadata) = 'object'", name="metadata_is_object"),
+        CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
+        CheckConstraint("attempt >= 0", name="attempt_not_negative"),
+        CheckConstraint("progress IS NULL OR progress BETWEEN 0 AND 1", name="progress_range"),
+        CheckConstraint("timeout_seconds IS NULL OR timeout_seconds > 0", name="timeout_positive"),
+        CheckConstraint("length(type) BETWEEN 1 AND 200", name="type_length"),
+        # The dispatcher's claim: runnable jobs of one queue in exact (priority, run_at, id)
+        # order. Partial, so millions of finished rows never enter it.
+        Index("ix_jobs_runnable", "queue", "priority", "run_at", "id", postgresql_where=text("state = 'queued'")),
+        # Promotion of due scheduled jobs (first runs and retry backoffs) to queued.
+        Index("ix_jobs_scheduled_due", "run_at", postgresql_where=text("state = 'scheduled'")),
+        # Window accounting per queue and the redispatch of jobs whose message was lost.
+        Index("ix_jobs_dispatched", "queue", "dispatched_at", postgresql_where=text("state = 'dispatched'")),
+        # The rescuer: running jobs by the worker process that holds them.
+        Index("ix_jobs_running_worker", "worker_id", postgresql_where=text("state = 'running'")),
+        # The pruner: finished jobs by queue and age.
+        Index(
+            "ix_jobs_finished",
+            "queue",
+            "finished_at",
+            postgresql_where=text("state IN ('succeeded', 'failed', 'cancelled')"),
+        ),
+        # Unique jobs: one active job per key (a constraint, not check-then-insert).
+        Index(
+            "uq_jobs_unique_key_active",
+            "unique_key",
+            unique=True,
+            postgresql_where=text("unique_key IS NOT NULL AND state NOT IN ('succeeded', 'failed', 'cancelled')"),
+        ),
+        # Every cron fire exactly once, whatever the number of scheduler replicas.
+        # Partial, so the millions of jobs no schedule made cost this index nothing.
+        Index(
+            "uq_jobs_schedule_fire",
+            "schedule_id",
+            "fire_time",
+            unique=True,
+            postgresql_where=text("schedule_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    type: Mapped[str] = mapped_column(Text, nullable=False)
+    queue: Mapped[str] = mapped_column(
+        Text,
+        ForeignKey("queues.name", onupdate="CASCADE", ondelete="RESTRICT"),
+        nullable=False,
+        server_default=text("'default'"),
+    )
+    state: Mapped[str] = mapped_column(Text, nullable=False, server_default=text(f"'{JobState.QUEUED}'"))
+    priority: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default=text(str(PRIORITY_DEFAULT)))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=EMPTY_OBJECT)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, nullable=False, server_default=EMPTY_OBJECT)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("20"))
+    timeout_seconds: Mapped[float | None] = mapped_column(Double)
+    run_at: Mapped[datetime] = created_at_column()
+    created_at: Mapped[datetime] = created_at_column()
+    dispatched_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    worker_id: Mapped[str | None] = mapped_column(Text)
+    progress: Mapped[float | None] = mapped_column(Double)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    cancel_requested_at: Mapped[datetime | None]
+    unique_key: Mapped[str | None] = mapped_column(Text)
+    limit_key: Mapped[str | None] = mapped_column(Text)
+    schedule_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("schedules.id", ondelete="SET NULL"))
+    fire_time: Mapped[datetime | None]
+
+
+class JobExecution(Base):
+    __tablename__ = "job_executions"
+    __table_args__ = (
+        one_of("state", list(ExecutionState)),
+        UniqueConstraint("job_id", "attempt"),
+        CheckConstraint("finished_at IS NULL OR finished_at >= started_at", name="finished_after_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    job_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False, server_default=text(f"'{ExecutionState.RUNNING}'"))
+    worker_id: Mapped[str | None] = mapped_column(Text)
+    task_id: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = created_at_column()
+    finished_at: Mapped[datetime | None]
+    error_class: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+
+
+class JobDependency(Base):
+    __tablename__ = "job_dependencies"
+    __table_args__ = (
+        CheckConstraint("job_id <> depends_on_id", name="not_self"),
+        # Promotion and cancellation cascade look up the dependents of a finished parent.
+        Index("ix_job_dependencies_depends_on_id", "depends_on_id"),
+    )
+
+    job_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    depends_on_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class JobLog(Base):
+    __tablename__ = "job_logs"
+    __table_args__ = (
+        one_of("level", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
+        # Reading a job's log in order.
+        Index("ix_job_logs_job_id_id", "job_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    job_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    at: Mapped[datetime] = created_at_column()
+    level: Mapped[str] = mapped_column(Text, nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class QueueMetric(Base):
+    """One row per queue per minute, written by the roll-up (idempotent upsert)."""
+
+    __tablename__ = "queue_metrics"
+
+    bucket: Mapped[datetime] = mapped_column(primary_key=True)
+    queue: Mapped[str] = mapped_column(Text, primary_key=True)
+    enqueued: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    started: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    succeeded: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    failed: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    retried: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    depth: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=EMPTY_OBJECT)
+    oldest_waiting_seconds: Mapped[float | None] = mapped_column(Double)
+    wait_p50_ms: Mapped[float | None] = mapped_column(Double)
+    wait_p95_ms: Mapped[float | None] = mapped_column(Double)
+    run_p50_ms: Mapped[float | None] = mapped_column(Double)
+    run_p95_ms: Mapped[float | None] = mapped_column(Double)
+
+
+class JobMetric(Base):
+    """One row per job type per minute, written by the roll-up (idempotent upsert)."""
+
+    __tablename__ = "job_metrics"
+
+    bucket: Mapped[datetime] = mapped_column(primary_key=True)
+    job_type: Mapped[str] = mapped_column(Text, primary_key=True)
+    started: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    succeeded: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    failed: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    retried: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    run_p50_ms: Mapped[float | None] = mapped_column(Double)
+    run_p95_ms: Mapped[float | None] = mapped_column(Double)
+    run_max_ms: Mapped[float | None] = mapped_column(Double)
+    failure_rate: Mapped[float | None] = mapped_column(Double)
+
+
+class Schedule(Base):
+    __tablename__ = "schedules"
+    __table_args__ = (
+        one_of("misfire_policy", list(MisfirePolicy)),
+        CheckConstraint(f"priority BETWEEN {PRIORITY_MIN} AND {PRIORITY_MAX}", name="priority_range"),
+        CheckConstraint("catch_up_limit >= 1", name="catch_up_limit_positive"),
+        CheckConstraint("jitter_seconds >= 0", name="jitter_not_negative"),
+        CheckConstraint("jsonb_typeof(payload) = 'object'", name="payload_is_object"),
+        one_of("source", ["code", "api"]),
+        # The cron service: enabled schedules by next fire time.
+        Index("ix_schedules_next_fire_at", "next_fire_at", postgresql_where=text("enabled")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    cron: Mapped[str] = mapped_column(Text, nullable=False)
+    timezone: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'UTC'"))
+    job_type: Mapped[str] = mapped_column(Text, nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=EMPTY_OBJECT)
+    queue: Mapped[str] = mapped_column(
+        Text, ForeignKey("queues.name", onupdate="CASCADE", ondelete="RESTRICT"), nullable=False
+    )
+    priority: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default=text(str(PRIORITY_DEFAULT)))
+    misfire_policy: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'run_once'"))
+    catch_up_limit: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
+    jitter_seconds: Mapped[float] = mapped_column(Double, nullable=False, server_default=text("0"))
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    source: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'api'"))
+    next_fire_at: Mapped[datetime | None]
+    last_fire_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = created_at_column()
+
+
+class Worker(Base):
+    """One row per worker *process*: a prefork child killed with -9 stops heartbeating even
+    while its parent lives on, so liveness has to be tracked per process."""
+
+    __tablename__ = "workers"
+    __table_args__ = (
+        one_of("state", ["online", "stopping", "stopped"]),
+        # The rescuer: stale heartbeats.
+        Index("ix_workers_last_heartbeat_at", "last_heartbeat_at"),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    hostname: Mapped[str] = mapped_column(Text, nullable=False)
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    queues: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default=text("'{}'"))
+    state: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'online'"))
+    started_at: Mapped[datetime] = created_at_column()
+    last_heartbeat_at: Mapped[datetime] = created_at_column()
+
+
+class Lease(Base):
+    """Leader leases for the singleton services (one row per role); PgBouncer-safe, unlike
+    session advisory locks."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    holder: Mapped[str] = mapped_column(Text, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(nullable=False)
+    acquired_at: Mapped[datetime] = created_at_column()
+

@@ -1,0 +1,187 @@
+"""The one settings object.
+
+Every setting is an environment variable with the `JOBS_` prefix (or a line in `.env`), and
+every one is documented here, in its field's description; `docs/settings.md` is generated from
+these fields (`jobctl settings-doc`). Unknown `JOBS_*` keys are refused with the nearest valid
+name, because a typo in a setting should fail loudly at start, not silently fall back to a
+default. Fields are checked against each other in `_check_together`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError as PydanticValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import ConfigurationError
+
+ENV_PREFIX = "JOBS_"
+
+_DB_SCHEMES = ("postgresql", "postgresql+psycopg")
+_BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "redis+socket")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="forbid", validate_default=True
+    )
+
+    env: Literal["development", "production"] = Field(
+        "development", description="development: text logs, Flower may run without auth; production: JSON logs, Flower auth required."
+    )
+    database_url: str | None = Field(
+        None, description="PostgreSQL URL (postgresql+psycopg://user:pass@host:5432/db). Unset: `jobctl up` starts an embedded PostgreSQL."
+    )
+    broker_url: str | None = Field(
+        None, description="Broker URL: redis://host:6379/0 or amqp://user:pass@host:5672//. Unset: `jobctl up` starts an embedded Redis."
+    )
+    broker_key_prefix: str = Field(
+        "", description="Prefix of every Redis key the broker writes, to share one Redis between deployments (kombu global_keyprefix)."
+    )
+    data_dir: Path = Field(Path(".data"), description="Where embedded PostgreSQL and Redis keep their data (git-ignored).")
+    log_format: Literal["auto", "json", "text"] = Field("auto", description="auto: json in production, text in development.")
+    log_level: str = Field("INFO", description="Root log level.")
+
+    imports: tuple[str, ...] = Field(
+        (), description="Extra modules every process imports (job-type declarations and their handlers), comma-separated."
+    )
+    default_queues: tuple[str, ...] = Field(
+        ("high", "default", "low", "bulk"), description="Queues seeded at start (idempotently), comma-separated."
+    )
+    max_payload_bytes: int = Field(256 * 1024, ge=64, description="Largest payload (encoded JSON) accepted at enqueue.")
+    default_max_attempts: int = Field(20, ge=1, le=1000, description="Attempts for a job whose type sets none.")
+    backoff_base_seconds: float = Field(1.0, gt=0, description="First retry delay; doubles each attempt.")
+    backoff_max_seconds: float = Field(3600.0, gt=0, description="Largest retry delay.")
+    backoff_jitter: float = Field(0.1, ge=0, le=1, description="Relative random spread of retry delays (0.1 = +/-10%).")
+
+    dispatch_window: int = Field(
+        200, ge=1, description="Per queue, most jobs held in the broker (dispatched, not yet running). The backlog beyond stays in PostgreSQL."
+    )
+    dispatch_batch: int = Field(500, ge=1, description="Most jobs one dispatcher round moves and publishes per queue.")
+    dispatch_poll_seconds: float = Field(1.0, gt=0, description="Dispatcher polling fallback when no NOTIFY arrives.")
+    dispatch_busy_poll_seconds: float = Field(
+        0.01, gt=0, description="Dispatcher re-poll delay while a queue still has a backlog and its window has room."
+    )
+    redispatch_after_seconds: float = Field(
+        60.0, gt=0, description="A job left `dispatched` this long (its message was lost) is published again."
+    )
+
+    heartbeat_seconds: float = Field(5.0, gt=0, description="How often each worker process writes its heartbeat.")
+    worker_stale_after_seconds: float = Field(
+        30.0, gt=0, description="A worker process whose heartbeat is older than this is dead; its running jobs are rescued."
+    )
+    rescue_interval_seconds: float = Field(5.0, gt=0, description="How often the rescuer looks for jobs on dead workers.")
+    default_timeout_seconds: float = Field(1800.0, gt=0, description="Hard time limit of a job whose type sets none.")
+    shutdown_grace_seconds: float = Field(60.0, ge=0, description="Warm shutdown: how long running jobs may take to finish.")
+
+    worker_concurrency: int = Field(2, ge=1, description="Processes per worker started by `jobctl up`.")
+    flower_port: int = Field(5555, ge=1, le=65535, description="Flower's HTTP port.")
+    flower_basic_auth: str | None = Field(None, description="user:password for Flower; required in production.")
+    worker_metrics_port: int = Field(9101, ge=0, le=65535, description="Worker Prometheus endpoint (0: off).")
+    scheduler_metrics_port: int = Field(9102, ge=0, le=65535, description="Scheduler Prometheus endpoint (0: off).")
+
+    @field_validator("default_queues", "imports", mode="before")
+    @classmethod
+    def _split_queues(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(q.strip() for q in value.split(",") if q.strip())
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in _DB_SCHEMES:
+            raise ValueError(f"database_url must start with one of {', '.join(s + '://' for s in _DB_SCHEMES)}; got {parts.scheme or 'no scheme'}://")
+        if parts.scheme == "postgresql":
+            value = "postgresql+psycopg" + value[len("postgresql"):]
+        if not (parts.hostname or "host=" in parts.query):
+            raise ValueError("database_url names no host")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in _BROKER_SCHEMES:
+            raise ValueError(f"broker_url must start with one of {', '.join(s + '://' for s in _BROKER_SCHEMES)}; got {scheme or 'no scheme'}://")
+        return value
+
+    @model_validator(mode="after")
+    def _check_together(self) -> "Settings":
+        if self.backoff_base_seconds > self.backoff_max_seconds:
+            raise ValueError("backoff_base_seconds must not exceed backoff_max_seconds")
+        if self.worker_stale_after_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError("worker_stale_after_seconds must be at least twice heartbeat_seconds, or live workers look dead")
+        if self.env == "production" and not self.flower_basic_auth:
+            raise ValueError("flower_basic_auth (user:password) is required when env is production")
+        if self.flower_basic_auth is not None and ":" not in self.flower_basic_auth:
+            raise ValueError("flower_basic_auth must look like user:password")
+        if not self.default_queues:
+            raise ValueError("default_queues must name at least one queue")
+        return self
+
+    @property
+    def is_redis_broker(self) -> bool:
+        return (self.broker_url or "redis").startswith(("redis", "rediss"))
+
+
+def _refuse_unknown_env(environ: dict[str, str]) -> None:
+    known = {f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields}
+    for key in environ:
+        if key.upper().startswith(ENV_PREFIX) and key.upper() not in known:
+            hint = difflib.get_close_matches(key.upper(), sorted(known), n=1)
+            suggestion = f"; did you mean {hint[0]}?" if hint else ""
+            raise ConfigurationError(f"unknown setting {key}{suggestion}", key=key)
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read, check and return the settings; raise `ConfigurationError` naming the bad key."""
+    env = dict(os.environ if environ is None else environ)
+    _refuse_unknown_env(env)
+    for name in overrides:
+        if name not in Settings.model_fields:
+            hint = difflib.get_close_matches(name, list(Settings.model_fields), n=1)
+            raise ConfigurationError(f"unknown setting {name}" + (f"; did you mean {hint[0]}?" if hint else ""), key=name)
+    try:
+        if environ is None:
+            return Settings(**overrides)
+        return _settings_from_mapping(env, overrides)
+    except PydanticValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from None
+
+
+def _settings_from_mapping(env: dict[str, str], overrides: dict[str, Any]) -> Settings:
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        key = f"{ENV_PREFIX}{name}".upper()
+        if key in env:
+            values[name] = env[key]
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def _describe(exc: PydanticValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        key = f"{ENV_PREFIX}{where}".upper() if error["loc"] else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{key}: {message}")
+    return "invalid settings: " + "; ".join(problems)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,130 @@
+"""Job rows: insert, dispatch, claim, finish, rescue. Every write to `jobs` is in this package."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Sequence
+
+from shared.store.rows import ClaimedJob, DispatchedJob, Executor, Finish, NewJob, QueueRow
+from shared.store.sql import query
+
+
+def insert_jobs(db: Executor, jobs: Sequence[NewJob], now: datetime | None = None) -> list[int]:
+    """Insert many jobs in one statement; ids in the order given."""
+    if not jobs:
+        return []
+    params = {
+        "types": [j.type for j in jobs],
+        "queues": [j.queue for j in jobs],
+        "states": [j.state for j in jobs],
+        "priorities": [j.priority for j in jobs],
+        "payloads": [j.payload_json for j in jobs],
+        "metadatas": [j.metadata_json for j in jobs],
+        "max_attempts": [j.max_attempts for j in jobs],
+        "timeouts": [j.timeout_seconds for j in jobs],
+        "run_ats": [j.run_at for j in jobs],
+        "limit_keys": [j.limit_key for j in jobs],
+        "now": now,
+    }
+    return list(db.execute(query("insert_jobs"), params).scalars())
+
+
+def insert_unique_job(db: Executor, job: NewJob, now: datetime | None = None) -> tuple[int, bool]:
+    """Insert a job holding a unique key, or find the active one that holds it.
+
+    Returns (id, inserted). The partial unique index decides; the loop covers the holder
+    finishing between our refused insert and our look-up.
+    """
+    params = {
+        "type": job.type, "queue": job.queue, "state": job.state, "priority": job.priority,
+        "payload": job.payload_json, "metadata": job.metadata_json, "max_attempts": job.max_attempts,
+        "timeout": job.timeout_seconds, "run_at": job.run_at, "limit_key": job.limit_key,
+        "unique_key": job.unique_key, "now": now,
+    }
+    for _ in range(5):
+        inserted = db.execute(query("insert_unique_job"), params).scalar()
+        if inserted is not None:
+            return inserted, True
+        existing = db.execute(query("find_active_unique"), {"unique_key": job.unique_key}).scalar()
+        if existing is not None:
+            return existing, False
+    raise RuntimeError(f"unique key {job.unique_key!r} kept changing hands; try again")
+
+
+def promote_scheduled(db: Executor, limit: int, now: datetime | None = None) -> int:
+    return db.execute(query("promote_scheduled"), {"limit": limit, "now": now}).rowcount or 0
+
+
+def lock_queue(db: Executor, queue: str) -> QueueRow | None:
+    """Hold one queue for this transaction's dispatch round; None when paused or held elsewhere."""
+    row = db.execute(query("lock_queue"), {"queue": queue}).first()
+    return QueueRow(**row._asdict()) if row is not None else None
+
+
+def queue_in_flight(db: Executor, queue: str) -> tuple[int, int]:
+    """(dispatched, running) of one queue."""
+    row = db.execute(query("queue_in_flight"), {"queue": queue}).one()
+    return row.dispatched, row.running
+
+
+def dispatch_queue(db: Executor, queue: str, limit: int, now: datetime | None = None) -> list[DispatchedJob]:
+    rows = db.execute(query("dispatch_queue"), {"queue": queue, "limit": limit, "now": now}).all()
+    jobs = [DispatchedJob(**row._asdict()) for row in rows]
+    jobs.sort(key=lambda j: (j.priority, j.run_at, j.id))
+    return jobs
+
+
+def fail_unknown_types(db: Executor, job_ids: Sequence[int], now: datetime | None = None) -> None:
+    if job_ids:
+        db.execute(query("fail_unknown_types"), {"ids": list(job_ids), "now": now})
+
+
+def redispatch_lost(db: Executor, after_seconds: float, limit: int, now: datetime | None = None) -> list[DispatchedJob]:
+    rows = db.execute(query("redispatch_lost"), {"after": after_seconds, "limit": limit, "now": now}).all()
+    return [DispatchedJob(**row._asdict()) for row in rows]
+
+
+def claim_job(
+    db: Executor, job_id: int, worker_id: str, task_id: str | None, now: datetime | None = None
+) -> ClaimedJob | None:
+    row = db.execute(
+        query("claim_job"), {"job_id": job_id, "worker_id": worker_id, "task_id": task_id, "now": now}
+    ).first()
+    return ClaimedJob(**row._asdict()) if row is not None else None
+
+
+def finish_execution(
+    db: Executor, job_id: int, attempt: int, execution_id: int, finish: Finish, now: datetime | None = None
+) -> bool:
+    """Record an attempt's end; False when the job moved on (a newer attempt owns it)."""
+    params = {
+        "job_id": job_id, "attempt": attempt, "execution_id": execution_id, "now": now,
+        "job_state": finish.job_state, "execution_state": finish.execution_state, "run_at": finish.run_at,
+        "extra_attempts": finish.extra_attempts, "error_class": finish.error_class,
+        "error_message": finish.error_message, "traceback": finish.traceback, "cancel_reason": finish.cancel_reason,
+    }
+    updated = db.execute(query("finish_execution"), params).scalar()
+    return bool(updated)
+
+
+def rescue_orphans(db: Executor, stale_after_seconds: float, now: datetime | None = None) -> list[tuple[int, str]]:
+    """Fail over jobs of dead worker processes; returns (job id, execution state) pairs."""
+    rows = db.execute(query("rescue_orphans"), {"stale_after": stale_after_seconds, "now": now}).all()
+    return [(row.job_id, row.state) for row in rows]
+
+
+def set_progress(db: Executor, job_id: int, attempt: int, progress: float) -> None:
+    db.execute(query("set_progress"), {"job_id": job_id, "attempt": attempt, "progress": progress})
+
+
+def insert_job_logs(
+    db: Executor, job_id: int, attempt: int, lines: Sequence[tuple[datetime, str, str]]
+) -> None:
+    if lines:
+        db.execute(
+            query("insert_job_logs"),
+            {
+                "job_id": job_id, "attempt": attempt, "ats": [l[0] for l in lines],
+                "levels": [l[1] for l in lines], "messages": [l[2] for l in lines],
+            },
+        )

@@ -1,0 +1,225 @@
+-- The job store's hand-written statements. Each starts with `-- name: <name>` and a one-line
+-- comment saying what it is for. Parameters are `:name`; `:now` may be NULL (database clock)
+-- or a time passed in by an injected clock, so tests move time instead of sleeping.
+
+-- name: insert_jobs
+-- Bulk enqueue: any number of rows in one statement, the arrays unnested by the server.
+INSERT INTO jobs (type, queue, state, priority, payload, metadata, max_attempts, timeout_seconds,
+                  run_at, limit_key, created_at)
+SELECT t.type, t.queue, t.state, t.priority, t.payload, t.metadata, t.max_attempts, t.timeout_seconds,
+       coalesce(t.run_at, :now, now()), t.limit_key, coalesce(:now, now())
+FROM unnest(CAST(:types AS text[]), CAST(:queues AS text[]), CAST(:states AS text[]),
+            CAST(:priorities AS smallint[]), CAST(:payloads AS jsonb[]), CAST(:metadatas AS jsonb[]),
+            CAST(:max_attempts AS integer[]), CAST(:timeouts AS double precision[]),
+            CAST(:run_ats AS timestamptz[]), CAST(:limit_keys AS text[]))
+     AS t(type, queue, state, priority, payload, metadata, max_attempts, timeout_seconds, run_at, limit_key)
+RETURNING id;
+
+-- name: insert_unique_job
+-- Enqueue one job with a unique key; returns nothing when an active job holds the key.
+INSERT INTO jobs (type, queue, state, priority, payload, metadata, max_attempts, timeout_seconds,
+                  run_at, limit_key, unique_key, created_at)
+VALUES (:type, :queue, :state, :priority, CAST(:payload AS jsonb), CAST(:metadata AS jsonb), :max_attempts,
+        :timeout, coalesce(CAST(:run_at AS timestamptz), :now, now()), :limit_key, :unique_key, coalesce(:now, now()))
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state NOT IN ('succeeded', 'failed', 'cancelled')
+DO NOTHING
+RETURNING id;
+
+-- name: find_active_unique
+-- The active job holding a unique key.
+SELECT id FROM jobs
+WHERE unique_key = :unique_key AND state NOT IN ('succeeded', 'failed', 'cancelled');
+
+-- name: list_queues
+-- Every queue with its settings: the enqueue validation cache and the dispatcher's plan.
+SELECT name, paused, dispatch_window, concurrency_limit, rate_limit, rate_period_seconds, retention_seconds
+FROM queues ORDER BY name;
+
+-- name: seed_queue
+-- Create a queue if missing (idempotent).
+INSERT INTO queues (name) VALUES (:name) ON CONFLICT (name) DO NOTHING;
+
+-- name: set_queue_paused
+-- Pause or resume a queue; returns the queue when it exists.
+UPDATE queues SET paused = :paused, updated_at = coalesce(:now, now()) WHERE name = :name RETURNING name;
+
+-- name: notify_ready
+-- Wake the dispatcher (after a resume, a retry, a promotion done outside it).
+SELECT pg_notify('jobs_ready', '');
+
+-- name: promote_scheduled
+-- Scheduled jobs whose time has come (first runs and retry backoffs) become queued.
+UPDATE jobs SET state = 'queued'
+WHERE id IN (SELECT id FROM jobs
+             WHERE state = 'scheduled' AND run_at <= coalesce(:now, now())
+             ORDER BY run_at LIMIT :limit FOR UPDATE SKIP LOCKED);
+
+-- name: lock_queue
+-- Take one queue for a dispatch round: its settings, or nothing when it is paused or another
+-- dispatcher holds it (so windows and limits are exact with several scheduler replicas).
+SELECT name, paused, dispatch_window, concurrency_limit, rate_limit, rate_period_seconds, retention_seconds
+FROM queues WHERE name = :queue AND NOT paused FOR UPDATE SKIP LOCKED;
+
+-- name: queue_in_flight
+-- One queue's jobs in the broker (dispatched) and running now: the window's and limits' inputs.
+SELECT count(*) FILTER (WHERE state = 'dispatched') AS dispatched,
+       count(*) FILTER (WHERE state = 'running') AS running
+FROM jobs WHERE queue = :queue AND state IN ('dispatched', 'running');
+
+-- name: dispatch_queue
+-- Move up to :limit runnable jobs of one queue to dispatched, in exact (priority, run_at, id) order.
+UPDATE jobs SET state = 'dispatched', dispatched_at = coalesce(:now, now())
+FROM (SELECT id FROM jobs
+      WHERE queue = :queue AND state = 'queued' AND run_at <= coalesce(:now, now())
+      ORDER BY priority, run_at, id LIMIT :limit FOR UPDATE SKIP LOCKED) AS picked
+WHERE jobs.id = picked.id
+RETURNING jobs.id, jobs.type, jobs.queue, jobs.priority, jobs.run_at, jobs.attempt, jobs.timeout_seconds;
+
+-- name: fail_unknown_types
+-- Jobs inserted (e.g. by plain SQL) with a type no process declares fail at once, with the reason.
+UPDATE jobs SET state = 'failed', finished_at = coalesce(:now, now()),
+                last_error = 'unknown job type ' || quote_literal(type)
+WHERE id = ANY(CAST(:ids AS bigint[])) AND state = 'dispatched';
+
+-- name: redispatch_lost
+-- Jobs left dispatched past the timeout (their message was lost): refresh and return them to publish again.
+UPDATE jobs SET dispatched_at = coalesce(:now, now())
+WHERE id IN (SELECT id FROM jobs
+             WHERE state = 'dispatched' AND dispatched_at < coalesce(:now, now()) - make_interval(secs => :after)
+             ORDER BY dispatched_at LIMIT :limit FOR UPDATE SKIP LOCKED)
+RETURNING id, type, queue, priority, run_at, attempt, timeout_seconds;
+
+-- name: claim_job
+-- Compare-and-set dispatched -> running for one job and open its execution, in one round trip.
+WITH claimed AS (
+    UPDATE jobs SET state = 'running', attempt = attempt + 1, started_at = coalesce(:now, now()),
+                    worker_id = :worker_id, progress = NULL
+    WHERE id = :job_id AND state = 'dispatched' AND cancel_requested_at IS NULL
+    RETURNING id, type, queue, priority, payload, metadata, attempt, max_attempts, timeout_seconds,
+              created_at, run_at, dispatched_at, started_at
+), execution AS (
+    INSERT INTO job_executions (job_id, attempt, state, worker_id, task_id, started_at)
+    SELECT id, attempt, 'running', :worker_id, :task_id, started_at FROM claimed
+    RETURNING id
+)
+SELECT claimed.*, execution.id AS execution_id FROM claimed, execution;
+
+-- name: finish_execution
+-- Record how an attempt ended, on the job and its execution, in one round trip. A late report
+-- from an attempt the rescuer already gave up on still counts while no newer attempt started.
+WITH job AS (
+    UPDATE jobs SET state = :job_state,
+                    run_at = coalesce(CAST(:run_at AS timestamptz), run_at),
+                    finished_at = CASE WHEN :job_state IN ('succeeded', 'failed', 'cancelled')
+                                       THEN coalesce(:now, now()) END,
+                    max_attempts = max_attempts + :extra_attempts,
+                    last_error = coalesce(:error_message, last_error),
+                    cancel_reason = coalesce(:cancel_reason, cancel_reason),
+                    progress = CASE WHEN :job_state = 'succeeded' THEN 1.0 ELSE progress END,
+                    worker_id = NULL
+    WHERE id = :job_id AND attempt = :attempt
+      AND state IN ('running', 'scheduled', 'queued', 'dispatched')
+    RETURNING id
+)
+UPDATE job_executions SET state = :execution_state, finished_at = coalesce(:now, now()),
+                          error_class = :error_class, error_message = :error_message, traceback = :traceback
+WHERE id = :execution_id AND state IN ('running', 'lost')
+RETURNING (SELECT count(*) FROM job) AS jobs_updated;
+
+-- name: heartbeat
+-- A worker process says it is alive (and registers itself the first time).
+INSERT INTO workers (id, hostname, pid, queues, state, started_at, last_heartbeat_at)
+VALUES (:id, :hostname, :pid, CAST(:queues AS text[]), :state, coalesce(:now, now()), coalesce(:now, now()))
+ON CONFLICT (id) DO UPDATE SET last_heartbeat_at = EXCLUDED.last_heartbeat_at, state = EXCLUDED.state;
+
+-- name: rescue_orphans
+-- Jobs running on worker processes that stopped heartbeating (or never registered) are retried
+-- when attempts remain, else failed; their executions are marked lost, or timed_out when past
+-- their deadline (a hard time limit kills the process the same way).
+WITH orphans AS (
+    SELECT j.id, j.attempt, j.max_attempts,
+           (j.timeout_seconds IS NOT NULL
+            AND j.started_at + make_interval(secs => j.timeout_seconds) < coalesce(:now, now())) AS timed_out
+    FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
+    WHERE j.state = 'running'
+      AND j.started_at < coalesce(:now, now()) - make_interval(secs => :stale_after)
+      AND (w.id IS NULL OR w.state = 'stopped'
+           OR w.last_heartbeat_at < coalesce(:now, now()) - make_interval(secs => :stale_after))
+    FOR UPDATE OF j SKIP LOCKED
+), jobs_done AS (
+    UPDATE jobs SET state = CASE WHEN o.attempt < o.max_attempts THEN 'queued' ELSE 'failed' END,
+                    run_at = coalesce(:now, now()),
+                    finished_at = CASE WHEN o.attempt < o.max_attempts THEN NULL ELSE coalesce(:now, now()) END,
+                    last_error = CASE WHEN o.timed_out THEN 'timed out (hard limit)' ELSE 'worker lost' END,
+                    worker_id = NULL
+    FROM orphans o WHERE jobs.id = o.id
+    RETURNING jobs.id, jobs.state, jobs.attempt
+)
+UPDATE job_executions e
+SET state = CASE WHEN o.timed_out THEN 'timed_out' ELSE 'lost' END,
+    finished_at = coalesce(:now, now()),
+    error_class = CASE WHEN o.timed_out THEN 'TimeLimitExceeded' ELSE 'WorkerLost' END,
+    error_message = CASE WHEN o.timed_out THEN 'hard time limit exceeded' ELSE 'worker process stopped heartbeating' END
+FROM orphans o
+WHERE e.job_id = o.id AND e.attempt = o.attempt AND e.state = 'running'
+RETURNING e.job_id, e.state;
+
+-- name: mark_workers_stopped
+-- Worker processes whose heartbeat is long gone are marked stopped (kept for history until pruned).
+UPDATE workers SET state = 'stopped'
+WHERE state <> 'stopped' AND last_heartbeat_at < coalesce(:now, now()) - make_interval(secs => :stale_after);
+
+-- name: get_job
+-- One job with every column, for the control API.
+SELECT * FROM jobs WHERE id = :job_id;
+
+-- name: get_executions
+-- A job's executions, oldest first.
+SELECT * FROM job_executions WHERE job_id = :job_id ORDER BY attempt;
+
+-- name: retry_job
+-- Put a failed or cancelled job back in the queue with one more attempt allowed.
+UPDATE jobs SET state = 'queued', run_at = coalesce(:now, now()), finished_at = NULL,
+                max_attempts = greatest(max_attempts, attempt + 1), cancel_reason = NULL,
+                cancel_requested_at = NULL
+WHERE id = :job_id AND state IN ('failed', 'cancelled')
+RETURNING id;
+
+-- name: cancel_waiting_job
+-- Cancel a job that has not started (waiting, scheduled, queued, dispatched: a message still in
+-- the broker finds it cancelled and is dropped).
+UPDATE jobs SET state = 'cancelled', finished_at = coalesce(:now, now()), cancel_reason = :reason
+WHERE id = :job_id AND state IN ('waiting', 'scheduled', 'queued', 'dispatched')
+RETURNING id;
+
+-- name: job_state
+-- The state of one job (for error messages after a refused transition).
+SELECT state FROM jobs WHERE id = :job_id;
+
+-- name: set_progress
+-- A running attempt's progress (the worker coalesces these to about one a second).
+UPDATE jobs SET progress = :progress WHERE id = :job_id AND state = 'running' AND attempt = :attempt;
+
+-- name: insert_job_logs
+-- An attempt's log lines, in one statement.
+INSERT INTO job_logs (job_id, attempt, at, level, message)
+SELECT :job_id, :attempt, t.at, t.level, t.message
+FROM unnest(CAST(:ats AS timestamptz[]), CAST(:levels AS text[]), CAST(:messages AS text[])) AS t(at, level, message);
+
+-- name: get_job_logs
+-- A job's log lines in order, for the API and CLI.
+SELECT at, attempt, level, message FROM job_logs WHERE job_id = :job_id ORDER BY id LIMIT :limit;
+
+-- name: hold_lease
+-- Take or renew a leader lease: succeeds (returns the row) when free, expired, or already ours.
+INSERT INTO leases (name, holder, expires_at, acquired_at)
+VALUES (:name, :holder, coalesce(:now, now()) + make_interval(secs => :ttl), coalesce(:now, now()))
+ON CONFLICT (name) DO UPDATE
+SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at,
+    acquired_at = CASE WHEN leases.holder = EXCLUDED.holder THEN leases.acquired_at ELSE EXCLUDED.acquired_at END
+WHERE leases.holder = EXCLUDED.holder OR leases.expires_at < coalesce(:now, now())
+RETURNING holder;
+
+-- name: release_lease
+-- Give a lease up on a clean stop, so a follower takes over at once.
+DELETE FROM leases WHERE name = :name AND holder = :holder;

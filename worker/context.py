@@ -1,0 +1,79 @@
+"""What a handler gets besides its payload: who it is, a logger that writes `job_logs`, and
+a way to report progress."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+MAX_LOG_LINES_PER_ATTEMPT = 1000
+PROGRESS_MIN_INTERVAL_SECONDS = 1.0
+
+
+@dataclass
+class LogLine:
+    at: datetime
+    level: str
+    message: str
+
+
+@dataclass
+class JobContext:
+    job_id: int
+    attempt: int
+    max_attempts: int
+    job_type: str
+    queue: str
+    task_id: str | None
+    metadata: dict[str, Any]
+    logger: "JobLogger"
+    _write_progress: Callable[[float], None]
+    _last_progress_at: float = 0.0
+    _pending_progress: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def progress(self, fraction: float) -> None:
+        """Report progress 0.0..1.0. Writes are coalesced to one a second; the last value is
+        written when the attempt ends."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError("progress must be between 0.0 and 1.0")
+        with self._lock:
+            self._pending_progress = fraction
+            if time.monotonic() - self._last_progress_at < PROGRESS_MIN_INTERVAL_SECONDS:
+                return
+            self._last_progress_at = time.monotonic()
+            self._pending_progress = None
+        self._write_progress(fraction)
+
+    def flush_progress(self) -> None:
+        with self._lock:
+            pending, self._pending_progress = self._pending_progress, None
+        if pending is not None:
+            self._write_progress(pending)
+
+
+class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger whose lines go to the process log *and* to the job's `job_logs` rows (kept in
+    memory during the attempt, written when it ends, bounded per attempt)."""
+
+    def __init__(self, base: logging.Logger, extra: dict[str, Any]) -> None:
+        super().__init__(base, extra)
+        self.lines: list[LogLine] = []
+        self.dropped = 0
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs.setdefault("extra", {}).update(self.extra or {})
+        return msg, kwargs
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            if len(self.lines) < MAX_LOG_LINES_PER_ATTEMPT:
+                self.lines.append(LogLine(datetime.now(timezone.utc), logging.getLevelName(level), text))
+            else:
+                self.dropped += 1
+        super().log(level, msg, *args, **kwargs)

@@ -1,0 +1,3 @@
+"""Handlers bound to declared job types; importing this package binds them all."""
+
+from worker.handlers import platform  # noqa: F401

@@ -1,0 +1,1 @@
+"""Proxy health checks: the check itself (checker), its handshakes, and the score policy."""

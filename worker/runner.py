@@ -1,0 +1,92 @@
+"""Runs one job: claim, call the handler, record the outcome.
+
+The claim is a compare-and-set in PostgreSQL, so a duplicated or redelivered message finds its
+job already running or done and is dropped: the broker can never make a handler run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from shared.clock import Clock, sql_now
+from shared.db import Database
+from shared.jobtypes.registry import JobType
+from shared.outcomes import Discard, Outcome
+from shared.settings import Settings
+from shared.store import jobs as job_store
+from shared.store.rows import ClaimedJob, Finish
+from worker.binding import Handler
+from worker.context import JobContext, JobLogger
+from worker.finishing import decide
+
+log = logging.getLogger("worker.jobs")
+
+
+@dataclass
+class Attempt:
+    """What a finished attempt reports to observers (metrics, logs)."""
+
+    job: ClaimedJob
+    finish: Finish
+    recorded: bool
+
+
+class JobRunner:
+    def __init__(self, settings: Settings, clock: Clock, database: Database, worker_id: str) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.database = database
+        self.worker_id = worker_id
+
+    def run(self, job_type: JobType[Any], handler: Handler, job_id: int, task_id: str | None) -> Attempt | None:
+        with self.database.session() as session:
+            job = job_store.claim_job(session, job_id, self.worker_id, task_id, sql_now(self.clock))
+        if job is None:
+            log.info("job %s is not claimable (duplicate or stale message); dropped", job_id, extra={"job_id": job_id})
+            return None
+        context = self._context(job, task_id)
+        ended = self._call(job_type, handler, job, context)
+        context.flush_progress()
+        finish = decide(
+            job, ended, self.clock.now(),
+            backoff_base=job_type.backoff_base_seconds or self.settings.backoff_base_seconds,
+            backoff_max=job_type.backoff_max_seconds or self.settings.backoff_max_seconds,
+            jitter=self.settings.backoff_jitter,
+        )
+        with self.database.session() as session:
+            lines = [(line.at, line.level, line.message) for line in context.logger.lines]
+            job_store.insert_job_logs(session, job.id, job.attempt, lines)
+            recorded = job_store.finish_execution(session, job.id, job.attempt, job.execution_id, finish, sql_now(self.clock))
+        if not recorded:
+            log.warning("job %s attempt %s ended after a newer attempt took over", job.id, job.attempt)
+        return Attempt(job, finish, recorded)
+
+    def _call(self, job_type: JobType[Any], handler: Handler, job: ClaimedJob, context: JobContext) -> object:
+        try:
+            payload = job_type.payload.model_validate(job.payload)
+        except PydanticValidationError as exc:
+            # Only a plain-SQL insert can get here: enqueue() validates. Retrying cannot help.
+            return Discard(f"payload does not match {job_type.payload.__name__}: {exc.errors()[0]['msg']}")
+        try:
+            return handler(payload, context)
+        except Outcome as outcome:
+            return outcome
+        except Exception as exc:  # noqa: BLE001 - any handler failure is a retryable outcome
+            context.logger.exception("job %s attempt %s failed: %s", job.id, job.attempt, exc)
+            return exc
+
+    def _context(self, job: ClaimedJob, task_id: str | None) -> JobContext:
+        extra = {"job_id": job.id, "task_id": task_id, "job_type": job.type, "queue": job.queue, "attempt": job.attempt}
+
+        def write_progress(fraction: float) -> None:
+            with self.database.session() as session:
+                job_store.set_progress(session, job.id, job.attempt, fraction)
+
+        return JobContext(
+            job_id=job.id, attempt=job.attempt, max_attempts=job.max_attempts, job_type=job.type, queue=job.queue,
+            task_id=task_id, metadata=job.metadata, logger=JobLogger(log, extra), _write_progress=write_progress,
+        )
