@@ -11,11 +11,12 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import celeryd_init, worker_process_init, worker_process_shutdown
+from celery.signals import celeryd_init, setup_logging, worker_process_init, worker_process_shutdown
 
 from shared.clock import SystemClock
 from shared.db import get_database, reset_database
 from shared.jobtypes.registry import JobType, load_declarations
+from shared.logconfig import configure_logging
 from shared.settings import get_settings
 from shared.broker import make_celery
 from worker.binding import Handler, bound_names, handler_for
@@ -61,6 +62,12 @@ for _name in bound_names():
     handler = handler_for(_name)
     if _name in registry and handler is not None:
         _register(registry.get(_name), handler)
+
+
+@setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    # Connected, so Celery leaves the root logger to us: the same format as every process.
+    configure_logging(settings)
 
 
 @celeryd_init.connect

@@ -171,7 +171,12 @@ class GraphPublisher:
         error = error if isinstance(error, dict) else {}
         code = error.get("code")
         message = self._redact(str(error.get("message") or response.text.strip()[:500] or f"HTTP {status}"))
-        context = {"edge": edge, "status_code": status, "code": code, "subcode": error.get("error_subcode")}
+        context: dict[str, Any] = {
+            "edge": edge,
+            "status_code": status,
+            "code": code,
+            "subcode": error.get("error_subcode"),
+        }
         if response.is_success and not error:
             return OutcomeUnknown(f"{edge}: unreadable success reply", **context)
         if code in _AUTH_EXPIRED_CODES:

@@ -106,16 +106,17 @@ class TelegramBotApi:
 
     def _error(self, method: str, response: httpx.Response, body: Any) -> Exception:
         body = body if isinstance(body, dict) else {}
-        code = body.get("error_code") or response.status_code
+        code = body["error_code"] if isinstance(body.get("error_code"), int) else response.status_code
         description = self._redact(str(body.get("description") or response.reason_phrase or f"HTTP {code}"))
         parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
-        context = {"method": method, "status_code": code}
+        context: dict[str, Any] = {"method": method, "status_code": code}
         if response.is_success and body.get("ok") is not False:
             # A 2xx we cannot read (a proxy's page, a truncated body): the send may have happened.
             return OutcomeUnknown(f"{method}: unreadable success reply", **context)
         if code == 429:
-            wait = parameters.get("retry_after") or retry_after(response.headers) or _DEFAULT_RETRY_AFTER
-            return RateLimited(float(wait), description, **context)
+            wait = parameters.get("retry_after")
+            wait = retry_after(response.headers) if wait is None else float(wait)
+            return RateLimited(_DEFAULT_RETRY_AFTER if wait is None else wait, description, **context)
         if code >= 500:
             return TransientFailure(description, **context)
         if code == 401:

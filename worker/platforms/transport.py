@@ -57,14 +57,18 @@ class Redactor:
     def __call__(self, text: str) -> str:
         for form in self._forms:
             text = text.replace(form, REDACTED)
-        return _URL_SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
+        return _scrub_urls(text)
+
+
+def _scrub_urls(text: str) -> str:
+    return _URL_SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
 
 
 class _RedactHttpxLog(logging.Filter):
     # httpx logs every request URL at INFO; Celery workers usually run at INFO.
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = _URL_SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, message)
+        redacted = _scrub_urls(message)
         if redacted != message:
             record.msg, record.args = redacted, ()
         return True

@@ -86,8 +86,13 @@ class WebhookPublisher:
             TIMESTAMP_HEADER: str(int(self._clock.now().timestamp())),
         }
         response = send(
-            self._client, "POST", self._url,
-            content=body, headers=headers, redact=self._redact, timeout=self._timeout,
+            self._client,
+            "POST",
+            self._url,
+            content=body,
+            headers=headers,
+            redact=self._redact,
+            timeout=self._timeout,
         )
         reply = json_body(response)
         if response.is_success:
@@ -103,8 +108,8 @@ class WebhookPublisher:
         status = response.status_code
         message = self._redact(_message(response, reply))
         if status == 429:
-            wait = retry_after(response.headers, self._clock.now()) or _DEFAULT_RETRY_AFTER
-            return RateLimited(wait, message, status_code=status)
+            wait = retry_after(response.headers, self._clock.now())
+            return RateLimited(_DEFAULT_RETRY_AFTER if wait is None else wait, message, status_code=status)
         if status >= 500 or status == 408:
             return TransientFailure(message, status_code=status)
         return PermanentFailure(message, status_code=status)

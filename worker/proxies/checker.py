@@ -7,12 +7,13 @@ caller can count failures by kind without parsing messages. One deadline (`total
 bounds everything from name resolution to the last body byte, so a proxy that accepts the TCP
 connection and then stalls (or trickles one byte a second) cannot hold a worker.
 
-Passwords never leave this module in text: `ProxyEndpoint` masks them in repr/str and every
-error message is scrubbed of the password and of its Basic token before it is returned.
+Passwords never appear in text this module produces: `ProxyEndpoint` masks them in repr/str and
+every error message is scrubbed of the password and of its Basic token before it is returned.
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
 import ipaddress
 import json
@@ -147,10 +148,10 @@ def check_proxy(
     if 200 <= status < 300:
         return CheckResult(True, latency_ms, status, None, None, _exit_ip(body))
     # A plain HTTP proxy reports its own auth failure as the response status.
-    error_class: ErrorClass = (
+    status_class: ErrorClass = (
         "proxy_auth_failed" if status == 407 and proxy.scheme == "http" else "http_error"
     )
-    return CheckResult(False, latency_ms, status, error_class, f"HTTP status {status}", None)
+    return CheckResult(False, latency_ms, status, status_class, f"HTTP status {status}", None)
 
 
 class _Attempt:
@@ -182,7 +183,7 @@ class _Attempt:
             self._open_tunnel(self.sock, socks4_ip)
         if target.scheme == "https":
             self.phase = "tls"
-            context = self.ssl_context or ssl.create_default_context()
+            context = self.ssl_context or _default_tls_context()
             deadline.arm(self.sock)  # CPython bounds the whole handshake by one timeout
             self.sock = context.wrap_socket(self.sock, server_hostname=target.host)
         self.phase = "http"
@@ -221,6 +222,13 @@ class _Attempt:
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
+
+
+@functools.cache
+def _default_tls_context() -> ssl.SSLContext:
+    # Loading the system roots costs milliseconds; once per worker process is enough. Built
+    # lazily, so each prefork child makes its own after the fork.
+    return ssl.create_default_context()
 
 
 def _parse_check_url(check_url: str) -> _Target:

@@ -12,6 +12,7 @@ import ipaddress
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
@@ -53,7 +54,7 @@ def recv_exact(sock: socket.socket, size: int, deadline: Deadline) -> bytes:
     return bytes(buf)
 
 
-def resolve(host: str, port: int, deadline: Deadline) -> list[AddrInfo]:
+def resolve(host: str, port: int, deadline: Deadline) -> Sequence[AddrInfo]:
     """getaddrinfo bounded by the deadline.
 
     getaddrinfo has no timeout of its own and the system resolver can block for tens of
@@ -92,7 +93,7 @@ def resolve_ipv4(host: str, deadline: Deadline) -> str:
 
 
 def connect_any(
-    addresses: list[AddrInfo], connect_timeout: float, deadline: Deadline
+    addresses: Sequence[AddrInfo], connect_timeout: float, deadline: Deadline
 ) -> socket.socket:
     """Connect to the first address that answers; each attempt gets `connect_timeout` at most."""
     last_error: OSError = OSError("no address to connect to")

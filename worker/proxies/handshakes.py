@@ -142,11 +142,13 @@ def _socks5_address(host: str) -> bytes:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        name = host.encode("idna")
-        if len(name) > 255:
-            raise HandshakeFailure("proxy_protocol_error", "host name too long for SOCKS5")
-        return b"\x03" + bytes([len(name)]) + name
-    return (b"\x01" if ip.version == 4 else b"\x04") + ip.packed
+        pass  # a name, which the proxy resolves
+    else:
+        return (b"\x01" if ip.version == 4 else b"\x04") + ip.packed
+    name = host.encode("idna")
+    if len(name) > 255:
+        raise HandshakeFailure("proxy_protocol_error", "host name too long for SOCKS5")
+    return b"\x03" + bytes([len(name)]) + name
 
 
 def http_connect(

@@ -63,7 +63,8 @@ def health_score(recent: Sequence[CheckOutcome]) -> int:
     if not window:
         return 0
     weights = [DECAY ** (len(window) - 1 - index) for index in range(len(window))]
-    success_rate = sum(w for w, check in zip(weights, window) if check.ok) / sum(weights)
+    succeeded = sum(w for w, check in zip(weights, window, strict=True) if check.ok)
+    success_rate = succeeded / sum(weights)
     latencies = [c.latency_ms for c in window if c.ok and c.latency_ms is not None]
     slowness = 0.0
     if latencies:

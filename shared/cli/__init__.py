@@ -1,0 +1,1 @@
+"""`jobctl`: start the platform, migrate it, check it, and operate it."""

@@ -1,0 +1,137 @@
+"""`jobctl up`: the whole platform in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from base64 import b64encode
+
+import click
+
+from shared import migrate
+from shared.broker import make_celery
+from shared.db import make_database
+from shared.embedded import start_missing
+from shared.errors import ServiceUnavailable
+from shared.runtime import clear_runtime, mask_url, write_runtime
+from shared.settings import ENV_PREFIX, Settings, get_settings
+from shared.store import queues as queue_store
+from shared.cli.stack import Stack
+
+READY_TIMEOUT_SECONDS = 120.0
+
+
+@click.command()
+@click.option("--queues", default=None, help="Queues the worker consumes, in priority order (default: all seeded).")
+@click.option("--concurrency", type=int, default=None, help="Worker processes (default: JOBS_WORKER_CONCURRENCY).")
+@click.option("--flower/--no-flower", default=True, help="Start Flower.")
+@click.option("--grace", type=float, default=10.0, show_default=True, help="Seconds running jobs get to finish on stop.")
+def up(queues: str | None, concurrency: int | None, flower: bool, grace: float) -> None:
+    """Start (or connect to) PostgreSQL and Redis, migrate, seed queues, and run a worker, the
+    scheduler and Flower until Ctrl-C."""
+    settings = get_settings()
+    services = start_missing(settings.database_url, settings.broker_url, settings.data_dir)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stack: Stack | None = None
+    try:
+        assert services.database_url and services.broker_url
+        settings = settings.model_copy(update={"database_url": services.database_url, "broker_url": services.broker_url})
+        _prepare_database(settings)
+        write_runtime(settings, services.database_url, services.broker_url)
+        stack = Stack(_child_env(settings))
+        _spawn(stack, settings, queues or ",".join(settings.default_queues), concurrency or settings.worker_concurrency, flower)
+        _wait_ready(stack, settings, flower, stop)
+        click.echo(_ready_line(settings, flower), nl=True)
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            dead = stack.first_dead()
+            if dead is not None:
+                raise click.ClickException(f"{dead.name} exited with code {dead.process.returncode}; stopping")
+    finally:
+        if stack is not None:
+            stack.stop(grace)
+        clear_runtime(settings)
+        services.stop()
+        click.echo("stopped", err=True)
+
+
+def _prepare_database(settings: Settings) -> None:
+    assert settings.database_url
+    migrate.upgrade(settings.database_url)
+    database = make_database(settings.database_url, pool_size=1)
+    try:
+        with database.session() as session:
+            queue_store.seed_queues(session, settings.default_queues)
+    finally:
+        database.dispose()
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env[f"{ENV_PREFIX}DATABASE_URL"] = settings.database_url or ""
+    env[f"{ENV_PREFIX}BROKER_URL"] = settings.broker_url or ""
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _spawn(stack: Stack, settings: Settings, queues: str, concurrency: int, flower: bool) -> None:
+    python = sys.executable
+    stack.spawn("worker", [
+        python, "-m", "celery", "-A", "worker.app:app", "worker", "-Q", queues, "-c", str(concurrency),
+        "-n", f"worker1@{socket.gethostname()}", "--loglevel", settings.log_level,
+    ])
+    stack.spawn("scheduler", [python, "-m", "scheduler"])
+    if flower:
+        stack.spawn("flower", [python, "-m", "shared.cli.main", "flower"])
+
+
+def _wait_ready(stack: Stack, settings: Settings, flower: bool, stop: threading.Event) -> None:
+    app = make_celery(settings)
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    pending = {"worker", "flower"} if flower else {"worker"}
+    try:
+        while pending and time.monotonic() < deadline and not stop.is_set():
+            dead = stack.first_dead()
+            if dead is not None:
+                raise ServiceUnavailable(f"{dead.name} exited with code {dead.process.returncode} before it was ready")
+            if "worker" in pending and app.control.ping(timeout=1.0):
+                pending.discard("worker")
+            if "flower" in pending and _flower_answers(settings):
+                pending.discard("flower")
+            time.sleep(0.2)
+    finally:
+        app.close()
+    if stop.is_set():
+        raise click.Abort()
+    if pending:
+        raise ServiceUnavailable(f"not ready after {READY_TIMEOUT_SECONDS:.0f} s: {', '.join(sorted(pending))}")
+
+
+def _flower_answers(settings: Settings) -> bool:
+    request = urllib.request.Request(f"http://127.0.0.1:{settings.flower_port}/healthcheck")
+    if settings.flower_basic_auth:
+        request.add_header("Authorization", "Basic " + b64encode(settings.flower_basic_auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=1.0) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _ready_line(settings: Settings, flower: bool) -> str:
+    parts = [
+        "ready",
+        f"database={mask_url(settings.database_url)}",
+        f"broker={mask_url(settings.broker_url)}",
+    ]
+    if flower:
+        parts.append(f"flower=http://127.0.0.1:{settings.flower_port}")
+    return " ".join(parts)
+
