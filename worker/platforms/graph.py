@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from shared.errors import AdapterError
 from worker.platforms.errors import (
     AuthExpired,
     OutcomeUnknown,
@@ -104,8 +105,8 @@ class GraphPublisher:
         except OutcomeUnknown as unknown:
             try:
                 found = self.find_published(marker)
-            except (RateLimited, TransientFailure, PermanentFailure, AuthExpired):
-                found = None
+            except AdapterError:
+                found = None  # the lookup failing leaves us exactly as unsure as before
             if found is not None:
                 return found
             raise unknown
@@ -146,7 +147,7 @@ class GraphPublisher:
                 # A read changes nothing on the platform, so a lost answer is just a failed try.
                 raise TransientFailure(f"media listing: {exc}") from None
             for item in reply.get("data") or []:
-                if isinstance(item, dict) and marker in str(item.get(field) or ""):
+                if isinstance(item, dict) and item.get("id") and marker in str(item.get(field) or ""):
                     return str(item["id"])
             after = (reply.get("paging") or {}).get("cursors", {}).get("after")
             if not after or not (reply.get("paging") or {}).get("next"):
