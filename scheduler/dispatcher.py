@@ -11,6 +11,7 @@ timeout covers.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -134,7 +135,9 @@ class Dispatcher(Service):
     def _listen(self) -> psycopg.Connection:
         if self._listener is None or self._listener.closed:
             url = make_url(self.database.engine.url).set(drivername="postgresql")
-            self._listener = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+            self._listener = psycopg.connect(
+                url.render_as_string(hide_password=False), autocommit=True, application_name=f"jobplatform:{os.getpid()}"
+            )
             self._listener.execute(f"LISTEN {CHANNEL}")
         return self._listener
 

@@ -38,7 +38,9 @@ class Database:
         self.engine.dispose()
 
 
-def make_database(url: str, *, pool_size: int = 5, application_name: str = "jobplatform") -> Database:
+def make_database(url: str, *, pool_size: int = 5, application_name: str | None = None) -> Database:
+    # The pid in the name lets operators (and tests) tell processes apart in pg_stat_activity.
+    application_name = application_name or f"jobplatform:{os.getpid()}"
     engine = create_engine(
         url,
         pool_size=pool_size,

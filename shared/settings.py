@@ -13,11 +13,11 @@ import difflib
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError as PydanticValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.errors import ConfigurationError
 
@@ -48,10 +48,11 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = Field("auto", description="auto: json in production, text in development.")
     log_level: str = Field("INFO", description="Root log level.")
 
-    imports: tuple[str, ...] = Field(
+    # NoDecode: these are comma-separated in the environment, not JSON.
+    imports: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Extra modules every process imports (job-type declarations and their handlers), comma-separated."
     )
-    default_queues: tuple[str, ...] = Field(
+    default_queues: Annotated[tuple[str, ...], NoDecode] = Field(
         ("high", "default", "low", "bulk"), description="Queues seeded at start (idempotently), comma-separated."
     )
     max_payload_bytes: int = Field(256 * 1024, ge=64, description="Largest payload (encoded JSON) accepted at enqueue.")

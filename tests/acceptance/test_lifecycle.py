@@ -1,0 +1,162 @@
+"""The job lifecycle with real worker and scheduler processes, real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from sqlalchemy import text
+
+from shared.broker import make_celery, publish
+from shared.enqueue import enqueue_many_now, enqueue_now
+from shared.settings import get_settings
+from shared.store import jobs as job_store
+from tests.processes import wait_for
+
+pytestmark = pytest.mark.acceptance
+
+
+def states(db) -> dict[str, int]:
+    with db.session() as s:
+        return dict(s.execute(text("SELECT state, count(*) FROM jobs GROUP BY state")).all())
+
+
+def executions(db, job_id: int) -> list[tuple[int, str, str | None]]:
+    with db.session() as s:
+        return [tuple(r) for r in s.execute(
+            text("SELECT attempt, state, error_message FROM job_executions WHERE job_id = :j ORDER BY attempt"), {"j": job_id}
+        ).all()]
+
+
+def effect_counts(db) -> dict[str, int]:
+    with db.session() as s:
+        return dict(s.execute(text("SELECT key, count(*) FROM test_effects WHERE event = 'ran' GROUP BY key")).all())
+
+
+def all_done(db, total: int, state: str = "succeeded") -> bool:
+    return states(db).get(state, 0) == total
+
+
+def test_happy_path(db, processes):
+    processes.worker()
+    processes.scheduler()
+    ids = enqueue_many_now("test.record", [{"key": f"k{i}"} for i in range(20)])
+    wait_for(lambda: all_done(db, 20), 30, f"20 jobs succeed, have {states(db)}")
+    assert effect_counts(db) == {f"k{i}": 1 for i in range(20)}
+    assert executions(db, ids[0]) == [(1, "succeeded", None)]
+
+
+def test_retry_then_success(db, processes):
+    processes.worker()
+    processes.scheduler()
+    job = enqueue_now("test.flaky", {"key": "f", "fail_times": 2})
+    wait_for(lambda: all_done(db, 1), 30, f"flaky job succeeds, have {states(db)}")
+    runs = executions(db, job.id)
+    assert [(a, s) for a, s, _ in runs] == [(1, "failed"), (2, "failed"), (3, "succeeded")]
+    assert runs[0][2] == "flaky failure 1 of 2"
+
+
+def test_exhausted_retries_end_failed_with_the_error(db, processes):
+    processes.worker()
+    processes.scheduler()
+    job = enqueue_now("test.fail", {"key": "x"})
+    wait_for(lambda: all_done(db, 1, "failed"), 30, f"job fails, have {states(db)}")
+    assert [(a, s, e) for a, s, e in executions(db, job.id)] == [(n, "failed", "boom") for n in (1, 2, 3)]
+    with db.session() as s:
+        row = s.execute(text("SELECT last_error, finished_at FROM jobs WHERE id = :j"), {"j": job.id}).one()
+        trace = s.execute(text("SELECT traceback, error_class FROM job_executions WHERE job_id = :j AND attempt = 3"), {"j": job.id}).one()
+    assert row.last_error == "boom" and row.finished_at is not None
+    assert trace.error_class == "ValueError" and "ValueError: boom" in trace.traceback
+
+
+@pytest.mark.parametrize("kind, job_state, execution_states", [
+    ("cancel", "cancelled", ["cancelled"]),
+    ("discard", "failed", ["discarded"]),
+    ("snooze", "succeeded", ["snoozed", "succeeded"]),
+    ("retry", "succeeded", ["failed", "succeeded"]),
+])
+def test_explicit_outcomes(db, processes, kind, job_state, execution_states):
+    processes.worker(concurrency=1)
+    processes.scheduler()
+    job = enqueue_now("test.outcome", {"key": kind, "kind": kind, "after": 0.1}, max_attempts=2)
+    wait_for(lambda: all_done(db, 1, job_state), 30, f"{kind} ends {job_state}, have {states(db)}")
+    assert [s for _, s, _ in executions(db, job.id)] == execution_states
+    if kind == "snooze":  # a snooze does not spend an attempt
+        with db.session() as s:
+            assert s.execute(text("SELECT max_attempts FROM jobs WHERE id = :j"), {"j": job.id}).scalar() == 3
+
+
+def test_kill_9_of_the_process_running_a_job(db, processes):
+    worker = processes.worker(concurrency=1)
+    processes.scheduler()
+    job = enqueue_now("test.sleep", {"key": "s", "seconds": 2.0})
+    pid = wait_for(lambda: _running_pid(db, job.id), 30, "job starts")
+    assert pid in processes.pool_pids(worker)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: all_done(db, 1), 60, f"job succeeds after the kill, have {states(db)}")
+    runs = executions(db, job.id)
+    assert [(a, s) for a, s, _ in runs] == [(1, "lost"), (2, "succeeded")]
+
+
+def _running_pid(db, job_id: int) -> int | None:
+    with db.session() as s:
+        return s.execute(text(
+            "SELECT w.pid FROM jobs j JOIN workers w ON w.id = j.worker_id WHERE j.id = :j AND j.state = 'running'"
+        ), {"j": job_id}).scalar()
+
+
+def test_duplicated_message_runs_the_handler_once(db, processes):
+    job = enqueue_now("test.record", {"key": "dup"})
+    with db.session() as s:
+        dispatched = job_store.dispatch_queue(s, "default", 10)
+    assert [j.id for j in dispatched] == [job.id]
+    app = make_celery(get_settings())
+    publish(app, get_settings(), dispatched * 3)  # the same message three times
+    processes.worker()
+    wait_for(lambda: all_done(db, 1), 30, f"job succeeds, have {states(db)}")
+    # The two extra messages are consumed and dropped: give them time to be, then count.
+    wait_for(lambda: _broker_empty(app), 10, "broker drained")
+    assert effect_counts(db) == {"dup": 1}
+    assert len(executions(db, job.id)) == 1
+
+
+def _broker_empty(app) -> bool:
+    with app.connection_for_write() as connection:
+        client = connection.default_channel.client
+        prefix = get_settings().broker_key_prefix
+        return not any(True for _ in client.scan_iter(match=f"{prefix}default*"))
+
+
+def test_rolled_back_enqueue_leaves_no_row(db):
+    with pytest.raises(RuntimeError):
+        with db.session() as session:
+            from shared.enqueue import enqueue
+
+            enqueue(session, "test.record", {"key": "rolled back"})
+            raise RuntimeError("the caller's business logic failed")
+    assert states(db) == {}
+
+
+def test_plain_sql_insert_is_an_enqueue(db, processes):
+    with db.session() as s:
+        s.execute(text("""INSERT INTO jobs (type, payload) VALUES ('test.record', '{"key": "from-sql"}')"""))
+    processes.worker()
+    processes.scheduler()
+    wait_for(lambda: all_done(db, 1), 30, f"SQL-inserted job succeeds, have {states(db)}")
+    assert effect_counts(db) == {"from-sql": 1}
+
+
+def test_pause_holds_a_queue_and_resume_releases_it(db, processes):
+    from shared.control import pause_queue, resume_queue
+
+    pause_queue("default")
+    enqueue_many_now("test.record", [{"key": f"p{i}"} for i in range(10)])
+    processes.worker()
+    processes.scheduler()
+    import time
+
+    time.sleep(1.5)  # several dispatcher rounds: none may start a job of a paused queue
+    assert states(db) == {"queued": 10}
+    resume_queue("default")
+    wait_for(lambda: all_done(db, 10), 30, f"jobs run after resume, have {states(db)}")

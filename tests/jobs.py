@@ -1,0 +1,100 @@
+"""Job types the tests declare and handle, loaded in every process through JOBS_IMPORTS.
+
+Handlers record their effects in `test_effects` (a table the fixtures create), in their own
+transaction, so a test can count exactly how many times each handler really ran.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pydantic import Field
+from sqlalchemy import text
+
+from shared.db import get_database
+from shared.jobtypes.registry import Payload, declare
+from shared.outcomes import Cancel, Discard, Retry, Snooze
+
+
+class Key(Payload):
+    key: str
+
+
+class Flaky(Payload):
+    key: str
+    fail_times: int = Field(ge=0)
+
+
+class Sleep(Payload):
+    key: str
+    seconds: float = Field(ge=0, le=600)
+
+
+class OutcomePayload(Payload):
+    key: str
+    kind: str
+    after: float = 0.0
+
+
+RECORD = declare("test.record", Key)
+FLAKY = declare("test.flaky", Flaky, max_attempts=5, backoff_base_seconds=0.05, backoff_max_seconds=0.2)
+FAIL = declare("test.fail", Key, max_attempts=3, backoff_base_seconds=0.05, backoff_max_seconds=0.1)
+SLEEP = declare("test.sleep", Sleep)
+OUTCOME = declare("test.outcome", OutcomePayload)
+
+EFFECTS_DDL = """
+CREATE TABLE IF NOT EXISTS test_effects (
+    id bigserial PRIMARY KEY, key text NOT NULL, job_id bigint, attempt int, pid int,
+    event text NOT NULL DEFAULT 'ran', at timestamptz NOT NULL DEFAULT clock_timestamp()
+)"""
+
+
+def record(key: str, ctx: object, event: str = "ran") -> None:
+    with get_database().session() as session:
+        session.execute(
+            text("INSERT INTO test_effects (key, job_id, attempt, pid, event) VALUES (:k, :j, :a, :p, :e)"),
+            {"k": key, "j": getattr(ctx, "job_id", None), "a": getattr(ctx, "attempt", None), "p": os.getpid(), "e": event},
+        )
+
+
+def _bind_handlers() -> None:
+    # Only worker processes have `worker/`; the scheduler and the test process declare only.
+    try:
+        from worker.binding import handles
+    except ImportError:
+        return
+
+    @handles(RECORD)
+    def run_record(payload: Key, ctx) -> None:  # type: ignore[no-untyped-def]
+        record(payload.key, ctx)
+
+    @handles(FLAKY)
+    def run_flaky(payload: Flaky, ctx) -> None:  # type: ignore[no-untyped-def]
+        record(payload.key, ctx)
+        if ctx.attempt <= payload.fail_times:
+            raise RuntimeError(f"flaky failure {ctx.attempt} of {payload.fail_times}")
+
+    @handles(FAIL)
+    def run_fail(payload: Key, ctx) -> None:  # type: ignore[no-untyped-def]
+        record(payload.key, ctx)
+        raise ValueError("boom")
+
+    @handles(SLEEP)
+    def run_sleep(payload: Sleep, ctx) -> None:  # type: ignore[no-untyped-def]
+        record(payload.key, ctx, "started")
+        time.sleep(payload.seconds)
+        record(payload.key, ctx, "finished")
+
+    @handles(OUTCOME)
+    def run_outcome(payload: OutcomePayload, ctx):  # type: ignore[no-untyped-def]
+        record(payload.key, ctx)
+        if ctx.attempt > 1 and payload.kind in ("snooze", "retry"):
+            return None
+        return {
+            "snooze": Snooze(payload.after), "retry": Retry(payload.after, "asked to retry"),
+            "cancel": Cancel("asked to cancel"), "discard": Discard("asked to discard"),
+        }.get(payload.kind)
+
+
+_bind_handlers()

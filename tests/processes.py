@@ -1,0 +1,132 @@
+"""Real platform processes for acceptance tests: Celery workers and schedulers, started as
+subprocesses with the run's environment, waited on until they are really ready, and stopped
+(with their whole process group) when the test ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import text
+
+from shared.db import get_database
+
+
+def wait_for(condition: Callable[[], object], timeout: float, message: str, interval: float = 0.05) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s: {message}")
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+@dataclass
+class Proc:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+                self.process.wait(timeout)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.alive():
+            self.process.wait()
+
+
+class ProcessFactory:
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.started: list[Proc] = []
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None) -> Proc:
+        log_path = self.log_dir / f"{name}-{len(self.started)}.log"
+        handle = open(log_path, "wb")
+        process = subprocess.Popen(
+            argv, env=dict(self.env, **(env or {})), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        handle.close()
+        proc = Proc(name, process, log_path)
+        self.started.append(proc)
+        return proc
+
+    def worker(self, queues: str = "high,default,low,bulk", concurrency: int = 2, env: dict[str, str] | None = None) -> Proc:
+        name = f"w{len(self.started)}-{os.getpid()}"
+        proc = self._spawn("worker", [
+            sys.executable, "-m", "celery", "-A", "worker.app:app", "worker", "-Q", queues, "-c", str(concurrency),
+            "-n", f"{name}@%h", "--loglevel=WARNING", "--without-mingle", "--without-gossip",
+        ], env)
+        wait_for(lambda: self._pool_ready(proc, concurrency), 60, f"worker pool ready\n{proc.log()}")
+        return proc
+
+    def _pool_ready(self, proc: Proc, concurrency: int) -> bool:
+        if not proc.alive():
+            raise AssertionError(f"worker exited with {proc.process.returncode}:\n{proc.log()}")
+        pids = children_of(proc.pid)
+        if len(pids) < concurrency:
+            return False
+        with get_database().session() as session:
+            online = session.execute(
+                text("SELECT count(*) FROM workers WHERE pid = ANY(:pids) AND state = 'online'"), {"pids": pids}
+            ).scalar()
+        return bool(online and online >= concurrency)
+
+    def pool_pids(self, proc: Proc) -> list[int]:
+        return children_of(proc.pid)
+
+    def scheduler(self, env: dict[str, str] | None = None) -> Proc:
+        proc = self._spawn("scheduler", [sys.executable, "-m", "scheduler"], env)
+        wait_for(lambda: self._connected(proc), 30, f"scheduler connected\n{proc.log()}")
+        return proc
+
+    def _connected(self, proc: Proc) -> bool:
+        if not proc.alive():
+            raise AssertionError(f"scheduler exited with {proc.process.returncode}:\n{proc.log()}")
+        with get_database().session() as session:
+            return bool(session.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": f"jobplatform:{proc.pid}"},
+            ).scalar())
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            proc.stop()
