@@ -76,8 +76,8 @@ class Job(Base):
         Index("ix_jobs_scheduled_due", "run_at", postgresql_where=text("state = 'scheduled'")),
         # Window accounting per queue and the redispatch of jobs whose message was lost.
         Index("ix_jobs_dispatched", "queue", "dispatched_at", postgresql_where=text("state = 'dispatched'")),
-        # The rescuer: running jobs by the worker process that holds them.
-        Index("ix_jobs_running_worker", "worker_id", postgresql_where=text("state = 'running'")),
+        # Running jobs per queue (concurrency limits) and by holder process (the rescuer).
+        Index("ix_jobs_running", "queue", "worker_id", postgresql_where=text("state = 'running'")),
         # The pruner: finished jobs by queue and age.
         Index(
             "ix_jobs_finished",

@@ -61,10 +61,10 @@ SELECT name, paused, dispatch_window, concurrency_limit, rate_limit, rate_period
 FROM queues WHERE name = :queue AND NOT paused FOR UPDATE SKIP LOCKED;
 
 -- name: queue_in_flight
--- One queue's jobs in the broker (dispatched) and running now: the window's and limits' inputs.
-SELECT count(*) FILTER (WHERE state = 'dispatched') AS dispatched,
-       count(*) FILTER (WHERE state = 'running') AS running
-FROM jobs WHERE queue = :queue AND state IN ('dispatched', 'running');
+-- One queue's jobs in the broker (dispatched) and running now (two counts, each served by its own
+-- partial index): the window's and limits' inputs.
+SELECT (SELECT count(*) FROM jobs WHERE queue = :queue AND state = 'dispatched') AS dispatched,
+       (SELECT count(*) FROM jobs WHERE queue = :queue AND state = 'running') AS running;
 
 -- name: dispatch_queue
 -- Move up to :limit runnable jobs of one queue to dispatched, in exact (priority, run_at, id) order.
