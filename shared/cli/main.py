@@ -43,6 +43,14 @@ def flower() -> None:
     os.execvpe(argv[0], argv, env)
 
 
+@cli.command("settings")
+def settings_reference() -> None:
+    """Print the settings reference (Markdown), as in docs/settings.md."""
+    from shared.settings_doc import settings_markdown
+
+    click.echo(settings_markdown(), nl=False)
+
+
 cli.add_command(up)
 cli.add_command(doctor)
 
