@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Protocol
 
 from pydantic import ValidationError as PydanticValidationError
 
@@ -35,6 +35,25 @@ class Attempt:
     recorded: bool
 
 
+class Observer(Protocol):
+    """Told about every claimed job and every finished attempt (metrics, for one)."""
+
+    def claimed(self, job: ClaimedJob) -> None: ...
+
+    def finished(self, attempt: Attempt) -> None: ...
+
+
+observers: list[Observer] = []
+
+
+def _notify(call: Callable[[Observer], None]) -> None:
+    for observer in observers:
+        try:
+            call(observer)
+        except Exception:  # noqa: BLE001 - an observer must never fail a job
+            log.exception("observer %r failed", observer)
+
+
 class JobRunner:
     def __init__(self, settings: Settings, clock: Clock, database: Database, worker_id: str) -> None:
         self.settings = settings
@@ -48,6 +67,7 @@ class JobRunner:
         if job is None:
             log.info("job %s is not claimable (duplicate or stale message); dropped", job_id, extra={"job_id": job_id})
             return None
+        _notify(lambda o: o.claimed(job))
         context = self._context(job, task_id)
         ended = self._call(job_type, handler, job, context)
         context.flush_progress()
@@ -63,7 +83,9 @@ class JobRunner:
             recorded = job_store.finish_execution(session, job.id, job.attempt, job.execution_id, finish, sql_now(self.clock))
         if not recorded:
             log.warning("job %s attempt %s ended after a newer attempt took over", job.id, job.attempt)
-        return Attempt(job, finish, recorded)
+        attempt = Attempt(job, finish, recorded)
+        _notify(lambda o: o.finished(attempt))
+        return attempt
 
     def _call(self, job_type: JobType[Any], handler: Handler, job: ClaimedJob, context: JobContext) -> object:
         try:
