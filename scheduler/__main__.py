@@ -13,6 +13,7 @@ from shared.db import get_database
 from shared.jobtypes.registry import load_declarations
 from shared.logconfig import configure_logging
 from shared.settings import get_settings
+from scheduler.dependencies import DependencySweep
 from scheduler.dispatcher import Dispatcher
 from scheduler.leader import LeaderElection
 from scheduler.rescuer import Rescuer
@@ -29,7 +30,8 @@ def main() -> None:
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     services = [
         Dispatcher(database, app, settings, registry, clock),
-        Rescuer(database, settings, clock),
+        Rescuer(database, settings, clock, app),
+        DependencySweep(database, clock),
     ]
     Supervisor(services, LeaderElection(database, holder, clock)).run_forever()
     logging.shutdown()

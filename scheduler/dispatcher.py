@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from datetime import datetime
 
 import psycopg
 from celery import Celery
@@ -25,8 +26,10 @@ from shared.db import Database
 from shared.jobtypes.registry import Registry
 from shared.settings import Settings
 from shared.store import jobs as job_store
+from shared.store import limits as limit_store
 from shared.store import queues as queue_store
-from shared.store.rows import DispatchedJob, QueueRow
+from shared.store.rows import DispatchedJob, Executor, QueueRow
+from scheduler.limits import QUEUE_SCOPE, RatePlan, live_starts, plan, scope_of
 from scheduler.service import Service
 
 log = logging.getLogger("scheduler.dispatcher")
@@ -34,6 +37,8 @@ log = logging.getLogger("scheduler.dispatcher")
 CHANNEL = "jobs_ready"
 PROMOTE_BATCH = 5000
 REDISPATCH_EVERY_SECONDS = 1.0
+# With key limits, look this far past the room for jobs whose key is not at its limit.
+LIMITED_SCAN_SLACK = 200
 
 
 class Dispatcher(Service):
@@ -53,8 +58,11 @@ class Dispatcher(Service):
         self._queue_names: list[str] = []
         self._queues_read_at = 0.0
         self.published_total = 0
+        self.key_limits = registry.key_limits()
+        self._wake_in = float("inf")  # set by a rate-limited round: when the next start is allowed
 
     def tick(self) -> int:
+        self._wake_in = float("inf")
         now = sql_now(self.clock)
         with self.database.session() as session:
             job_store.promote_scheduled(session, PROMOTE_BATCH, now)
@@ -73,19 +81,46 @@ class Dispatcher(Service):
         return self._queue_names
 
     def _dispatch_queue(self, name: str) -> int:
+        now = sql_now(self.clock)
         with self.database.session() as session:
             queue = job_store.lock_queue(session, name)
             if queue is None:
                 return 0
-            room = self._room(queue, *job_store.queue_in_flight(session, name))
+            room = min(self._room(queue, *job_store.queue_in_flight(session, name)), self.settings.dispatch_batch)
             if room <= 0:
                 return 0
-            jobs = job_store.dispatch_queue(session, name, min(room, self.settings.dispatch_batch), sql_now(self.clock))
+            if self.key_limits or queue.rate_limit is not None:
+                jobs = self._dispatch_limited(session, queue, room, now)
+            else:  # no limit can apply: one statement picks and moves the head of the backlog
+                jobs = job_store.dispatch_queue(session, name, room, now)
             unknown = [j.id for j in jobs if j.type not in self.registry]
-            job_store.fail_unknown_types(session, unknown, sql_now(self.clock))
+            job_store.fail_unknown_types(session, unknown, now)
         # Committed: now the messages may name these rows.
         self._publish([j for j in jobs if j.type in self.registry])
         return len(jobs)
+
+    def _dispatch_limited(self, session: Executor, queue: QueueRow, room: int, now: datetime | None) -> list[DispatchedJob]:
+        """Candidates first, then a choice in Python under the key and rate limits."""
+        scan = room + LIMITED_SCAN_SLACK if self.key_limits else room
+        candidates = limit_store.runnable_candidates(session, queue.name, scan, now)
+        keys = sorted({c.limit_key for c in candidates if c.limit_key and scope_of(c.limit_key) in self.key_limits})
+        in_flight = limit_store.keys_in_flight(session, [k for k in keys if self.key_limits[scope_of(k)].concurrency])
+        rated = {k: self.key_limits[scope_of(k)].rate for k in keys if self.key_limits[scope_of(k)].rate}
+        queue_key = QUEUE_SCOPE + queue.name if queue.rate_limit is not None and queue.rate_period_seconds else None
+        if queue_key:
+            rated[queue_key] = (queue.rate_limit, queue.rate_period_seconds)  # type: ignore[assignment]
+        windows, round_time = limit_store.lock_rate_windows(session, sorted(rated), now)
+        rates = {
+            key: RatePlan(n, period, live_starts(windows.get(key, []), round_time, period))
+            for key, (n, period) in rated.items()  # type: ignore[misc]
+            if round_time is not None
+        }
+        chosen = plan(candidates, room, self.key_limits, in_flight, rates, queue_key, round_time)
+        for key, recent in chosen.windows.items():
+            limit_store.save_rate_window(session, key, recent)
+        if chosen.wake_at is not None and round_time is not None:
+            self._wake_in = min(self._wake_in, max(0.001, (chosen.wake_at - round_time).total_seconds()))
+        return limit_store.mark_dispatched(session, chosen.chosen, now)
 
     def _room(self, queue: QueueRow, dispatched: int, running: int) -> int:
         room = (queue.dispatch_window or self.settings.dispatch_window) - dispatched
@@ -116,7 +151,7 @@ class Dispatcher(Service):
         if stop.is_set():
             return
         try:
-            self._wait_notify(self._idle_wait)
+            self._wait_notify(min(self._idle_wait, self._wake_in))
         except psycopg.Error as exc:
             log.warning("LISTEN connection failed (%s); polling", exc)
             self._close_listener()

@@ -12,8 +12,11 @@ from typing import Any
 
 from shared.clock import Clock, sql_now
 from shared.db import Database, get_database
-from shared.errors import InvalidTransition, JobNotFound, UnknownQueue
+from shared.errors import InvalidTransition, JobNotFound, UnknownQueue, ValidationError
 from shared.store import control as control_store
+from shared.store import dependencies as dependency_store
+from shared.store import jobs as job_store
+from shared.store import limits as limit_store
 from shared.store import queues as queue_store
 
 
@@ -50,11 +53,21 @@ def retry_job(job_id: int, *, database: Database | None = None, clock: Clock | N
         queue_store.notify_ready(session)
 
 
-def cancel_job(job_id: int, reason: str = "cancelled by operator", *, database: Database | None = None, clock: Clock | None = None) -> None:
-    """Cancel a job that has not started (waiting, scheduled, queued or dispatched)."""
+def cancel_job(job_id: int, reason: str = "cancelled by operator", *, database: Database | None = None, clock: Clock | None = None) -> str:
+    """Cancel a job. One not yet started ends `cancelled` at once (its dependents with it) and
+    this returns "cancelled". A running one is asked to stop: its handler sees
+    `ctx.cancelled` / `ctx.checkpoint()` within a heartbeat, and past the grace period the
+    scheduler ends it by force; this returns "cancelling"."""
+    now = sql_now(clock)
     with (database or get_database()).session() as session:
-        if not control_store.cancel_waiting_job(session, job_id, reason, sql_now(clock)):
-            _refuse(session, job_id, "cancelled", "waiting, scheduled, queued or dispatched")
+        if control_store.cancel_waiting_job(session, job_id, reason, now):
+            if dependency_store.resolve_after(session, job_id, now):
+                queue_store.notify_ready(session)
+            return "cancelled"
+        if job_store.request_cancel_running(session, job_id, reason, now):
+            return "cancelling"
+        _refuse(session, job_id, "cancelled", "not yet finished")
+        raise AssertionError("unreachable")
 
 
 def _refuse(session: Any, job_id: int, verb: str, allowed: str) -> None:
@@ -71,6 +84,28 @@ def pause_queue(name: str, *, database: Database | None = None) -> None:
 
 def resume_queue(name: str, *, database: Database | None = None) -> None:
     _set_paused(name, False, database)
+
+
+def set_queue_limits(
+    name: str, *, concurrency: int | None = None, rate: tuple[int, float] | None = None, window: int | None = None,
+    database: Database | None = None,
+) -> None:
+    """Set (or, with None, lift) a queue's global limits: at most `concurrency` jobs dispatched
+    or running at once, at most `rate` = (N, per seconds) starts in any sliding window."""
+    if concurrency is not None and concurrency < 1:
+        raise ValidationError("concurrency must be at least 1", field="concurrency")
+    if rate is not None and (rate[0] < 1 or rate[1] <= 0):
+        raise ValidationError("rate is (starts >= 1, per seconds > 0)", field="rate")
+    if window is not None and window < 1:
+        raise ValidationError("window must be at least 1", field="window")
+    with (database or get_database()).session() as session:
+        found = limit_store.set_queue_limits(
+            session, name, concurrency=concurrency, rate_limit=rate[0] if rate else None,
+            rate_period=rate[1] if rate else None, window=window,
+        )
+        if not found:
+            raise UnknownQueue(f"unknown queue {name!r}", field="queue", queue=name)
+        queue_store.notify_ready(session)
 
 
 def _set_paused(name: str, paused: bool, database: Database | None) -> None:

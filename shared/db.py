@@ -17,6 +17,7 @@ from typing import Iterator
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from shared.errors import ConfigurationError, PlatformError, ServiceUnavailable, StoreError
 from shared.settings import Settings, get_settings
@@ -38,17 +39,20 @@ class Database:
         self.engine.dispose()
 
 
-def make_database(url: str, *, pool_size: int = 5, application_name: str | None = None) -> Database:
+def make_database(
+    url: str, *, pool_size: int = 5, application_name: str | None = None, pooled: bool = True
+) -> Database:
+    """`pooled=False`: a connection per use, none kept (for processes that fork later)."""
     # The pid in the name lets operators (and tests) tell processes apart in pg_stat_activity.
     application_name = application_name or f"jobplatform:{os.getpid()}"
-    engine = create_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-        connect_args={"application_name": application_name, "connect_timeout": 10},
-    )
+    connect_args = {"application_name": application_name, "connect_timeout": 10}
+    if pooled:
+        engine = create_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800,
+            connect_args=connect_args,
+        )
+    else:
+        engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
     _set_utc(engine)
     return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False), pid=os.getpid())
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -26,6 +26,7 @@ from shared.models.platform import PRIORITY_MAX, PRIORITY_MIN
 from shared.models.states import JobState
 from shared.settings import get_settings
 from shared.store import jobs as job_store
+from shared.store import dependencies as dependency_store
 from shared.store import queues as queue_store
 from shared.store.rows import Executor, NewJob
 
@@ -136,11 +137,16 @@ def _options(
     )
 
 
-def _key(job_type: JobType[BaseModel], model: BaseModel, fields: tuple[str, ...] | None) -> str | None:
+def _key(scope: str, model: BaseModel, fields: tuple[str, ...] | None) -> str | None:
+    """`scope|[values]`: the scope prefix is how the dispatcher finds a key's limits."""
     if not fields:
         return None
     values = model.model_dump(mode="json", include=set(fields))
-    return job_type.name + ":" + json.dumps([values[f] for f in fields], separators=(",", ":"))
+    return scope + "|" + json.dumps([values[f] for f in fields], separators=(",", ":"))
+
+
+def limit_key(job_type: JobType[BaseModel], model: BaseModel) -> str | None:
+    return _key(job_type.limit_scope or job_type.name, model, job_type.limit_by)
 
 
 def enqueue(
@@ -156,26 +162,67 @@ def enqueue(
     timeout: float | None = None,
     metadata: Mapping[str, Any] | None = None,
     unique_key: str | None = None,
+    unique_for: float | None = None,
+    depends_on: Sequence[int] | None = None,
     clock: Clock | None = None,
 ) -> Enqueued:
-    """Add one job in the caller's transaction. Nothing is written when validation fails."""
+    """Add one job in the caller's transaction. Nothing is written when validation fails.
+
+    `unique_key` (or the type's `unique_by` fields) makes the job unique while it is active and
+    for `unique_for` seconds after it finished: a duplicate enqueue returns the holder's id with
+    `duplicate=True`. `depends_on` makes it wait until every listed job succeeded; if one fails
+    or is cancelled, this job is cancelled with a reason naming it.
+    """
     clock = clock or SystemClock()
     declared = registry.get(job_type if isinstance(job_type, str) else job_type.name)
     payload_json, model = _payload_json(declared, payload or {}, get_settings().max_payload_bytes)
     options = _options(declared, clock, queue, priority, run_at, delay, max_attempts, timeout)
+    period = declared.unique_for_seconds if unique_for is None else unique_for
+    if period < 0:
+        raise ValidationError("unique_for must not be negative", field="unique_for")
+    parents = _parent_ids(depends_on)
     row = NewJob(
         type=declared.name, queue=options.queue, state=options.state, priority=options.priority,
         payload_json=payload_json, metadata_json=_metadata_json(metadata), max_attempts=options.max_attempts,
         timeout_seconds=options.timeout_seconds, run_at=options.run_at,
-        limit_key=_key(declared, model, declared.limit_by),
-        unique_key=unique_key or _key(declared, model, declared.unique_by),
+        limit_key=limit_key(declared, model),
+        unique_key=unique_key or _key(declared.name, model, declared.unique_by),
+        unique_period_seconds=period,
     )
+    if parents and row.unique_key is not None:
+        raise ValidationError("a job cannot be both unique and dependent", field="unique_key")
     with translate_errors():
         _queues.check(session, options.queue)
+        if parents:
+            return _enqueue_dependent(session, row, parents, clock)
         if row.unique_key is not None:
             job_id, inserted = job_store.insert_unique_job(session, row, sql_now(clock))
             return Enqueued(job_id, duplicate=not inserted)
         return Enqueued(job_store.insert_jobs(session, [row], sql_now(clock))[0])
+
+
+def _parent_ids(depends_on: Sequence[int] | None) -> list[int]:
+    if not depends_on:
+        return []
+    if isinstance(depends_on, (str, bytes)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in depends_on):
+        raise ValidationError("depends_on must be a list of job ids", field="depends_on")
+    return sorted(set(depends_on))
+
+
+def _enqueue_dependent(session: Executor, row: NewJob, parents: list[int], clock: Clock) -> Enqueued:
+    # Parents are locked first: none can finish unseen between our look and our insert.
+    states = dependency_store.lock_parents(session, parents)
+    missing = sorted(set(parents) - set(states))
+    if missing:
+        raise ValidationError(f"depends_on names jobs that do not exist: {missing[:10]}", field="depends_on")
+    all_done = all(state == JobState.SUCCEEDED for state in states.values())
+    waiting = row if all_done else replace(row, state=JobState.WAITING)
+    job_id = job_store.insert_jobs(session, [waiting], sql_now(clock))[0]
+    dependency_store.add_dependencies(session, job_id, parents)
+    if not all_done:
+        # Settles it now when a parent already failed or was cancelled.
+        dependency_store.resolve(session, [job_id], sql_now(clock))
+    return Enqueued(job_id)
 
 
 def enqueue_now(job_type: str | JobType[Any], payload: Mapping[str, Any] | BaseModel | None = None, *, database: Database | None = None, **options: Any) -> Enqueued:
@@ -218,7 +265,7 @@ def enqueue_many(
             type=declared.name, queue=options.queue, state=options.state, priority=options.priority,
             payload_json=payload_json, metadata_json=metadata_json, max_attempts=options.max_attempts,
             timeout_seconds=options.timeout_seconds, run_at=options.run_at,
-            limit_key=_key(declared, model, declared.limit_by),
+            limit_key=limit_key(declared, model),
         ))
     with translate_errors():
         _queues.check(session, options.queue)

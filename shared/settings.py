@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     )
     rescue_interval_seconds: float = Field(5.0, gt=0, description="How often the rescuer looks for jobs on dead workers.")
     default_timeout_seconds: float = Field(1800.0, gt=0, description="Hard time limit of a job whose type sets none.")
+    cancel_grace_seconds: float = Field(
+        30.0, ge=0, description="A running job asked to cancel gets this long to stop by itself before it is ended by force."
+    )
     shutdown_grace_seconds: float = Field(60.0, ge=0, description="Warm shutdown: how long running jobs may take to finish.")
 
     worker_concurrency: int = Field(2, ge=1, description="Processes per worker started by `jobctl up`.")

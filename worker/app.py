@@ -11,16 +11,18 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import celeryd_init, setup_logging, worker_process_init, worker_process_shutdown
+from celery.signals import celeryd_init, setup_logging, worker_process_init, worker_process_shutdown, worker_ready
 
+from shared.broker import make_celery
 from shared.clock import SystemClock
 from shared.db import get_database, reset_database
 from shared.jobtypes.registry import JobType, load_declarations
 from shared.logconfig import configure_logging
 from shared.settings import get_settings
-from shared.broker import make_celery
+from worker.adoption import adopt
 from worker.binding import Handler, bound_names, handler_for
 from worker.heartbeat import Heartbeat, new_worker_id
+from worker.revocations import RevocationWatcher
 from worker.runner import JobRunner
 
 log = logging.getLogger(__name__)
@@ -46,14 +48,23 @@ def _start_process() -> None:
     reset_database()
     database = get_database(settings)
     worker_id = new_worker_id()
-    heartbeat = Heartbeat(database, worker_id, list(_state["queues"]), settings.heartbeat_seconds)
+    runner = JobRunner(settings, SystemClock(), database, worker_id)
+    heartbeat = Heartbeat(
+        database, worker_id, list(_state["queues"]), settings.heartbeat_seconds, on_cancel=runner.apply_cancel_requests
+    )
     heartbeat.start()
-    _state.update(runner=JobRunner(settings, SystemClock(), database, worker_id), heartbeat=heartbeat)
+    _state.update(runner=runner, heartbeat=heartbeat)
 
 
 def _register(job_type: JobType[Any], handler: Handler) -> None:
-    def run(self: Task, job_id: int) -> None:
-        _runner().run(job_type, handler, int(job_id), self.request.id)
+    def run(self: Task, *args: Any, **kwargs: Any) -> None:
+        runner = _runner()
+        if not args and set(kwargs) == {"job_id"}:  # a message from the dispatcher
+            job_id = int(kwargs["job_id"])
+        else:  # a plain Celery call: becomes a job first
+            routing_key = (self.request.delivery_info or {}).get("routing_key")
+            job_id = adopt(runner.database, job_type, self.request.id, routing_key, args, kwargs)
+        runner.run(job_type, handler, job_id, self.request.id)
 
     app.task(name=job_type.name, bind=True, acks_late=True, ignore_result=True, typing=False)(run)
 
@@ -74,6 +85,12 @@ def _configure_logging(**_: Any) -> None:
 def _remember_queues(options: dict[str, Any] | None = None, **_: Any) -> None:
     queues = (options or {}).get("queues") or []
     _state["queues"] = sorted(queues) if isinstance(queues, (list, set, tuple)) else str(queues).split(",")
+
+
+@worker_ready.connect
+def _watch_revocations(**_: Any) -> None:
+    if settings.database_url:
+        RevocationWatcher(settings.database_url).start()
 
 
 @worker_process_init.connect

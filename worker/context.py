@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from shared.outcomes import Cancel
+
 MAX_LOG_LINES_PER_ATTEMPT = 1000
 PROGRESS_MIN_INTERVAL_SECONDS = 1.0
 
@@ -32,9 +34,25 @@ class JobContext:
     metadata: dict[str, Any]
     logger: "JobLogger"
     _write_progress: Callable[[float], None]
+    _cancelled: threading.Event = field(default_factory=threading.Event)
     _last_progress_at: float = 0.0
     _pending_progress: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once an operator (API, CLI, Flower revoke) asked this job to stop."""
+        return self._cancelled.is_set()
+
+    def request_cancel(self) -> None:
+        self._cancelled.set()
+
+    def checkpoint(self) -> None:
+        """Stop here if cancellation was requested: raises `Cancel`, ending the job cancelled.
+        Call it between units of work; a handler that never does is stopped by force after
+        the grace period."""
+        if self._cancelled.is_set():
+            raise Cancel("cancellation requested")
 
     def progress(self, fraction: float) -> None:
         """Report progress 0.0..1.0. Writes are coalesced to one a second; the last value is

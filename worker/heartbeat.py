@@ -11,9 +11,11 @@ import os
 import socket
 import threading
 import uuid
+from typing import Callable
 
 from shared.db import Database
 from shared.errors import PlatformError
+from shared.store import jobs as job_store
 from shared.store import queues as queue_store
 
 log = logging.getLogger(__name__)
@@ -25,12 +27,21 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+CancelSink = Callable[[list[tuple[int, int]]], None]
+
+
 class Heartbeat:
-    def __init__(self, database: Database, worker_id: str, queues: list[str], interval: float) -> None:
+    """Writes the heartbeat and, in the same round trip's transaction, picks up cancel requests
+    for this process's running job (so cancellation costs no extra polling loop)."""
+
+    def __init__(
+        self, database: Database, worker_id: str, queues: list[str], interval: float, on_cancel: CancelSink | None = None
+    ) -> None:
         self.database = database
         self.worker_id = worker_id
         self.queues = queues
         self.interval = interval
+        self.on_cancel = on_cancel
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -39,6 +50,9 @@ class Heartbeat:
             queue_store.heartbeat(
                 session, self.worker_id, socket.gethostname(), os.getpid(), self.queues, state=state
             )
+            requests = job_store.cancel_requests_for_worker(session, self.worker_id) if self.on_cancel else []
+        if requests and self.on_cancel is not None:
+            self.on_cancel(requests)
 
     def start(self) -> None:
         self.beat()  # registered before the first claim, so the rescuer never sees an unknown holder

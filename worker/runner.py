@@ -17,7 +17,10 @@ from shared.db import Database
 from shared.jobtypes.registry import JobType
 from shared.outcomes import Discard, Outcome
 from shared.settings import Settings
+from shared.models.states import TERMINAL_JOB_STATES
+from shared.store import dependencies as dependency_store
 from shared.store import jobs as job_store
+from shared.store import queues as queue_store
 from shared.store.rows import ClaimedJob, Finish
 from worker.binding import Handler
 from worker.context import JobContext, JobLogger
@@ -60,6 +63,13 @@ class JobRunner:
         self.clock = clock
         self.database = database
         self.worker_id = worker_id
+        self.current: JobContext | None = None  # the attempt this process is running, if any
+
+    def apply_cancel_requests(self, requests: list[tuple[int, int]]) -> None:
+        """Called from the heartbeat thread: flag the running attempt if it was asked to stop."""
+        current = self.current
+        if current is not None and (current.job_id, current.attempt) in requests:
+            current.request_cancel()
 
     def run(self, job_type: JobType[Any], handler: Handler, job_id: int, task_id: str | None) -> Attempt | None:
         with self.database.session() as session:
@@ -69,7 +79,11 @@ class JobRunner:
             return None
         _notify(lambda o: o.claimed(job))
         context = self._context(job, task_id)
-        ended = self._call(job_type, handler, job, context)
+        self.current = context
+        try:
+            ended = self._call(job_type, handler, job, context)
+        finally:
+            self.current = None
         context.flush_progress()
         finish = decide(
             job, ended, self.clock.now(),
@@ -80,7 +94,12 @@ class JobRunner:
         with self.database.session() as session:
             lines = [(line.at, line.level, line.message) for line in context.logger.lines]
             job_store.insert_job_logs(session, job.id, job.attempt, lines)
-            recorded = job_store.finish_execution(session, job.id, job.attempt, job.execution_id, finish, sql_now(self.clock))
+            now = sql_now(self.clock)
+            recorded, has_dependents = job_store.finish_execution(session, job.id, job.attempt, job.execution_id, finish, now)
+            if recorded and has_dependents and finish.job_state in TERMINAL_JOB_STATES:
+                # In the same transaction: a dependent is never left waiting on a settled parent.
+                if dependency_store.resolve_after(session, job.id, now):
+                    queue_store.notify_ready(session)
         if not recorded:
             log.warning("job %s attempt %s ended after a newer attempt took over", job.id, job.attempt)
         attempt = Attempt(job, finish, recorded)

@@ -43,10 +43,17 @@ class JobType(Generic[P]):
     timeout_seconds: float | None = None
     backoff_base_seconds: float | None = None
     backoff_max_seconds: float | None = None
-    # Uniqueness: while a job with the same key is active, enqueueing again returns it.
+    # Uniqueness: while a job with the same key is active (and for `unique_for_seconds` after
+    # it finished), enqueueing again returns that job instead of adding one.
     unique_by: tuple[str, ...] | None = None
-    # Concurrency/rate limits per key: the payload fields whose values form the limit key.
+    unique_for_seconds: float = 0.0
+    # Limits per key: the payload fields whose values form the key, the scope the key lives in
+    # (job types sharing a scope share the limits, e.g. everything sent to one chat), and the
+    # limits themselves: at most `key_concurrency` in flight, `key_rate` = (N, per seconds).
     limit_by: tuple[str, ...] | None = None
+    limit_scope: str | None = None
+    key_concurrency: int | None = None
+    key_rate: tuple[int, float] | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -56,10 +63,24 @@ class JobType(Generic[P]):
             )
         if not PRIORITY_MIN <= self.priority <= PRIORITY_MAX:
             raise ValidationError(f"priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}", field="priority")
+        if (self.key_concurrency is not None or self.key_rate is not None) and not self.limit_by:
+            raise ValidationError(f"{self.name}: key limits need limit_by (the fields that form the key)", field="limit_by")
+        if self.key_concurrency is not None and self.key_concurrency < 1:
+            raise ValidationError(f"{self.name}: key_concurrency must be at least 1", field="key_concurrency")
+        if self.key_rate is not None and (self.key_rate[0] < 1 or self.key_rate[1] <= 0):
+            raise ValidationError(f"{self.name}: key_rate is (starts >= 1, per seconds > 0)", field="key_rate")
+        if self.unique_for_seconds < 0:
+            raise ValidationError(f"{self.name}: unique_for_seconds must not be negative", field="unique_for_seconds")
         for group in (self.unique_by or ()), (self.limit_by or ()):
             unknown = [f for f in group if f not in self.payload.model_fields]
             if unknown:
                 raise ValidationError(f"{self.name}: {unknown} are not fields of {self.payload.__name__}", field="unique_by")
+
+
+@dataclass(frozen=True)
+class KeyLimit:
+    concurrency: int | None
+    rate: tuple[int, float] | None
 
 
 class Registry:
@@ -93,6 +114,17 @@ class Registry:
 
     def all(self) -> list[JobType[BaseModel]]:
         return [self._types[n] for n in self.names()]
+
+    def key_limits(self) -> dict[str, KeyLimit]:
+        """Limit scope -> its limits. Types sharing a scope must agree on them."""
+        limits: dict[str, KeyLimit] = {}
+        for job_type in self._types.values():
+            if job_type.limit_by and (job_type.key_concurrency or job_type.key_rate):
+                scope = job_type.limit_scope or job_type.name
+                limit = KeyLimit(job_type.key_concurrency, job_type.key_rate)
+                if limits.setdefault(scope, limit) != limit:
+                    raise ValidationError(f"job types in limit scope {scope!r} declare different limits", field="limit_scope")
+        return limits
 
 
 registry = Registry()

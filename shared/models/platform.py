@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    DateTime,
     Double,
     ForeignKey,
     Identity,
@@ -85,13 +86,24 @@ class Job(Base):
             "finished_at",
             postgresql_where=text("state IN ('succeeded', 'failed', 'cancelled')"),
         ),
-        # Unique jobs: one active job per key (a constraint, not check-then-insert).
+        # Unique jobs: one holder per key (a constraint, not check-then-insert). A finished job
+        # keeps holding its key for its unique period; an enqueue that meets an expired holder
+        # releases it and tries again.
         Index(
-            "uq_jobs_unique_key_active",
+            "uq_jobs_unique_key_held",
             "unique_key",
             unique=True,
-            postgresql_where=text("unique_key IS NOT NULL AND state NOT IN ('succeeded', 'failed', 'cancelled')"),
+            postgresql_where=text("unique_key IS NOT NULL AND NOT unique_released"),
         ),
+        # Per-key concurrency limits: the jobs of a key in flight.
+        Index(
+            "ix_jobs_limit_key_in_flight",
+            "limit_key",
+            postgresql_where=text("limit_key IS NOT NULL AND state IN ('dispatched', 'running')"),
+        ),
+        # Dependency resolution sweep: jobs waiting on parents.
+        Index("ix_jobs_waiting", "id", postgresql_where=text("state = 'waiting'")),
+        CheckConstraint("unique_period_seconds >= 0", name="unique_period_not_negative"),
         # Every cron fire exactly once, whatever the number of scheduler replicas.
         # Partial, so the millions of jobs no schedule made cost this index nothing.
         Index(
@@ -129,6 +141,9 @@ class Job(Base):
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     cancel_requested_at: Mapped[datetime | None]
     unique_key: Mapped[str | None] = mapped_column(Text)
+    unique_period_seconds: Mapped[float] = mapped_column(Double, nullable=False, server_default=text("0"))
+    unique_released: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    has_dependents: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     limit_key: Mapped[str | None] = mapped_column(Text)
     schedule_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("schedules.id", ondelete="SET NULL"))
     fire_time: Mapped[datetime | None]
@@ -274,6 +289,18 @@ class Worker(Base):
     state: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'online'"))
     started_at: Mapped[datetime] = created_at_column()
     last_heartbeat_at: Mapped[datetime] = created_at_column()
+
+
+class RateWindow(Base):
+    """Sliding-window rate limits: the start times of the last N dispatches of a scope (a
+    queue, or a limit key), so "at most N per period" holds in every window, exactly."""
+
+    __tablename__ = "rate_windows"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    recent: Mapped[list[datetime]] = mapped_column(
+        ARRAY(DateTime(timezone=True)), nullable=False, server_default=text("'{}'")
+    )
 
 
 class Lease(Base):

@@ -30,24 +30,28 @@ def insert_jobs(db: Executor, jobs: Sequence[NewJob], now: datetime | None = Non
 
 
 def insert_unique_job(db: Executor, job: NewJob, now: datetime | None = None) -> tuple[int, bool]:
-    """Insert a job holding a unique key, or find the active one that holds it.
+    """Insert a job holding a unique key, or find the job that holds it.
 
-    Returns (id, inserted). The partial unique index decides; the loop covers the holder
-    finishing between our refused insert and our look-up.
+    Returns (id, inserted). The partial unique index decides. A finished holder whose unique
+    period has passed is released and the insert tried again; the loop also covers a holder
+    released between our refused insert and our look-up.
     """
     params = {
         "type": job.type, "queue": job.queue, "state": job.state, "priority": job.priority,
         "payload": job.payload_json, "metadata": job.metadata_json, "max_attempts": job.max_attempts,
         "timeout": job.timeout_seconds, "run_at": job.run_at, "limit_key": job.limit_key,
-        "unique_key": job.unique_key, "now": now,
+        "unique_key": job.unique_key, "unique_period": job.unique_period_seconds, "now": now,
     }
+    key = {"unique_key": job.unique_key, "now": now}
     for _ in range(5):
         inserted = db.execute(query("insert_unique_job"), params).scalar()
         if inserted is not None:
             return inserted, True
-        existing = db.execute(query("find_active_unique"), {"unique_key": job.unique_key}).scalar()
-        if existing is not None:
-            return existing, False
+        if db.execute(query("release_expired_unique"), key).first() is not None:
+            continue
+        holder = db.execute(query("find_unique_holder"), key).scalar()
+        if holder is not None:
+            return holder, False
     raise RuntimeError(f"unique key {job.unique_key!r} kept changing hands; try again")
 
 
@@ -95,16 +99,34 @@ def claim_job(
 
 def finish_execution(
     db: Executor, job_id: int, attempt: int, execution_id: int, finish: Finish, now: datetime | None = None
-) -> bool:
-    """Record an attempt's end; False when the job moved on (a newer attempt owns it)."""
+) -> tuple[bool, bool]:
+    """Record an attempt's end. Returns (recorded, has_dependents); recorded is False when the
+    job moved on (a newer attempt owns it)."""
     params = {
         "job_id": job_id, "attempt": attempt, "execution_id": execution_id, "now": now,
         "job_state": finish.job_state, "execution_state": finish.execution_state, "run_at": finish.run_at,
         "extra_attempts": finish.extra_attempts, "error_class": finish.error_class,
         "error_message": finish.error_message, "traceback": finish.traceback, "cancel_reason": finish.cancel_reason,
     }
-    updated = db.execute(query("finish_execution"), params).scalar()
-    return bool(updated)
+    row = db.execute(query("finish_execution"), params).first()
+    if row is None:
+        return False, False
+    return bool(row.jobs_updated), bool(row.has_dependents)
+
+
+def request_cancel_running(db: Executor, job_id: int, reason: str, now: datetime | None = None) -> bool:
+    return db.execute(query("request_cancel_running"), {"job_id": job_id, "reason": reason, "now": now}).first() is not None
+
+
+def cancel_requests_for_worker(db: Executor, worker_id: str) -> list[tuple[int, int]]:
+    """(job id, attempt) of this worker process's running jobs that were asked to stop."""
+    return [(r.id, r.attempt) for r in db.execute(query("cancel_requests_for_worker"), {"worker_id": worker_id}).all()]
+
+
+def force_cancel_overdue(db: Executor, grace_seconds: float, now: datetime | None = None) -> list[tuple[int, str | None]]:
+    """End jobs that ignored a cancel request for the grace period; (job id, task id) pairs."""
+    rows = db.execute(query("force_cancel_overdue"), {"grace": grace_seconds, "now": now}).all()
+    return [(r.job_id, r.task_id) for r in rows]
 
 
 def rescue_orphans(db: Executor, stale_after_seconds: float, now: datetime | None = None) -> list[tuple[int, str]]:

@@ -16,19 +16,26 @@ FROM unnest(CAST(:types AS text[]), CAST(:queues AS text[]), CAST(:states AS tex
 RETURNING id;
 
 -- name: insert_unique_job
--- Enqueue one job with a unique key; returns nothing when an active job holds the key.
+-- Enqueue one job with a unique key; returns nothing when another job holds the key.
 INSERT INTO jobs (type, queue, state, priority, payload, metadata, max_attempts, timeout_seconds,
-                  run_at, limit_key, unique_key, created_at)
+                  run_at, limit_key, unique_key, unique_period_seconds, created_at)
 VALUES (:type, :queue, :state, :priority, CAST(:payload AS jsonb), CAST(:metadata AS jsonb), :max_attempts,
-        :timeout, coalesce(CAST(:run_at AS timestamptz), :now, now()), :limit_key, :unique_key, coalesce(:now, now()))
-ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state NOT IN ('succeeded', 'failed', 'cancelled')
+        :timeout, coalesce(CAST(:run_at AS timestamptz), :now, now()), :limit_key, :unique_key, :unique_period,
+        coalesce(:now, now()))
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND NOT unique_released
 DO NOTHING
 RETURNING id;
 
--- name: find_active_unique
--- The active job holding a unique key.
-SELECT id FROM jobs
-WHERE unique_key = :unique_key AND state NOT IN ('succeeded', 'failed', 'cancelled');
+-- name: find_unique_holder
+-- The job holding a unique key.
+SELECT id FROM jobs WHERE unique_key = :unique_key AND NOT unique_released;
+
+-- name: release_expired_unique
+-- A finished holder whose unique period has passed lets its key go (checked at the next enqueue).
+UPDATE jobs SET unique_released = true
+WHERE unique_key = :unique_key AND NOT unique_released AND state IN ('succeeded', 'failed', 'cancelled')
+  AND finished_at + make_interval(secs => unique_period_seconds) <= coalesce(:now, now())
+RETURNING id;
 
 -- name: list_queues
 -- Every queue with its settings: the enqueue validation cache and the dispatcher's plan.
@@ -119,12 +126,12 @@ WITH job AS (
                     worker_id = NULL
     WHERE id = :job_id AND attempt = :attempt
       AND state IN ('running', 'scheduled', 'queued', 'dispatched')
-    RETURNING id
+    RETURNING id, has_dependents
 )
 UPDATE job_executions SET state = :execution_state, finished_at = coalesce(:now, now()),
                           error_class = :error_class, error_message = :error_message, traceback = :traceback
 WHERE id = :execution_id AND state IN ('running', 'lost')
-RETURNING (SELECT count(*) FROM job) AS jobs_updated;
+RETURNING (SELECT count(*) FROM job) AS jobs_updated, coalesce((SELECT bool_or(has_dependents) FROM job), false) AS has_dependents;
 
 -- name: heartbeat
 -- A worker process says it is alive (and registers itself the first time).
@@ -137,7 +144,7 @@ ON CONFLICT (id) DO UPDATE SET last_heartbeat_at = EXCLUDED.last_heartbeat_at, s
 -- when attempts remain, else failed; their executions are marked lost, or timed_out when past
 -- their deadline (a hard time limit kills the process the same way).
 WITH orphans AS (
-    SELECT j.id, j.attempt, j.max_attempts,
+    SELECT j.id, j.attempt, j.max_attempts, j.cancel_requested_at IS NOT NULL AS cancelling,
            (j.timeout_seconds IS NOT NULL
             AND j.started_at + make_interval(secs => j.timeout_seconds) < coalesce(:now, now())) AS timed_out
     FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
@@ -147,16 +154,18 @@ WITH orphans AS (
            OR w.last_heartbeat_at < coalesce(:now, now()) - make_interval(secs => :stale_after))
     FOR UPDATE OF j SKIP LOCKED
 ), jobs_done AS (
-    UPDATE jobs SET state = CASE WHEN o.attempt < o.max_attempts THEN 'queued' ELSE 'failed' END,
+    UPDATE jobs SET state = CASE WHEN o.cancelling THEN 'cancelled'
+                                 WHEN o.attempt < o.max_attempts THEN 'queued' ELSE 'failed' END,
                     run_at = coalesce(:now, now()),
-                    finished_at = CASE WHEN o.attempt < o.max_attempts THEN NULL ELSE coalesce(:now, now()) END,
+                    finished_at = CASE WHEN o.attempt < o.max_attempts AND NOT o.cancelling THEN NULL
+                                       ELSE coalesce(:now, now()) END,
                     last_error = CASE WHEN o.timed_out THEN 'timed out (hard limit)' ELSE 'worker lost' END,
                     worker_id = NULL
     FROM orphans o WHERE jobs.id = o.id
     RETURNING jobs.id, jobs.state, jobs.attempt
 )
 UPDATE job_executions e
-SET state = CASE WHEN o.timed_out THEN 'timed_out' ELSE 'lost' END,
+SET state = CASE WHEN o.cancelling THEN 'cancelled' WHEN o.timed_out THEN 'timed_out' ELSE 'lost' END,
     finished_at = coalesce(:now, now()),
     error_class = CASE WHEN o.timed_out THEN 'TimeLimitExceeded' ELSE 'WorkerLost' END,
     error_message = CASE WHEN o.timed_out THEN 'hard time limit exceeded' ELSE 'worker process stopped heartbeating' END
@@ -191,6 +200,32 @@ RETURNING id;
 UPDATE jobs SET state = 'cancelled', finished_at = coalesce(:now, now()), cancel_reason = :reason
 WHERE id = :job_id AND state IN ('waiting', 'scheduled', 'queued', 'dispatched')
 RETURNING id;
+
+-- name: request_cancel_running
+-- Ask a running job to stop: its worker process sees the request at its next heartbeat; past
+-- the grace period the scheduler forces it.
+UPDATE jobs SET cancel_requested_at = coalesce(cancel_requested_at, coalesce(:now, now())),
+                cancel_reason = coalesce(cancel_reason, :reason)
+WHERE id = :job_id AND state = 'running'
+RETURNING id;
+
+-- name: cancel_requests_for_worker
+-- Running jobs of one worker process that were asked to stop.
+SELECT id, attempt FROM jobs
+WHERE state = 'running' AND worker_id = :worker_id AND cancel_requested_at IS NOT NULL;
+
+-- name: force_cancel_overdue
+-- Running jobs asked to stop longer ago than the grace period end cancelled now; returns their
+-- task ids so the scheduler can terminate the processes still running them.
+WITH overdue AS (
+    UPDATE jobs SET state = 'cancelled', finished_at = coalesce(:now, now()), worker_id = NULL
+    WHERE state = 'running' AND cancel_requested_at < coalesce(:now, now()) - make_interval(secs => :grace)
+    RETURNING id, attempt
+)
+UPDATE job_executions e SET state = 'cancelled', finished_at = coalesce(:now, now()),
+       error_class = 'Cancelled', error_message = 'cancelled: the handler did not stop within the grace period'
+FROM overdue o WHERE e.job_id = o.id AND e.attempt = o.attempt AND e.state = 'running'
+RETURNING e.job_id, e.task_id;
 
 -- name: job_state
 -- The state of one job (for error messages after a refused transition).

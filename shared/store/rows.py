@@ -27,6 +27,7 @@ class NewJob:
     run_at: datetime | None
     limit_key: str | None = None
     unique_key: str | None = None
+    unique_period_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class QueueRow:
     rate_limit: int | None
     rate_period_seconds: float | None
     retention_seconds: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: int
+    limit_key: str | None
 
 
 @dataclass(frozen=True)

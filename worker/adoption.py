@@ -1,0 +1,63 @@
+"""Adopting tasks sent with plain Celery (`app.send_task("proxies.check", kwargs={...})` or
+`task.delay(...)`): the message becomes a job row with an execution, under the same claim,
+retry and failure handling as an enqueued job.
+
+The Celery task id is the job's unique key, so a redelivered message finds the job it already
+made instead of making a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from shared.db import Database
+from shared.jobtypes.registry import JobType
+from shared.models.states import JobState
+from shared.store import jobs as job_store
+from shared.store import queues as queue_store
+from shared.store.rows import NewJob
+
+ADOPTED_KEY_PREFIX = "celery-task:"
+# Long enough that a message redelivered days later still finds its job (pruning frees it).
+ADOPTED_UNIQUE_SECONDS = 7 * 24 * 3600.0
+
+
+class _KnownQueues:
+    def __init__(self) -> None:
+        self.names: frozenset[str] = frozenset()
+        self.read_at = 0.0
+        self.lock = threading.Lock()
+
+    def get(self, database: Database) -> frozenset[str]:
+        with self.lock:
+            if time.monotonic() - self.read_at > 10.0:
+                with database.session() as session:
+                    self.names = frozenset(q.name for q in queue_store.list_queues(session))
+                self.read_at = time.monotonic()
+            return self.names
+
+
+_queues = _KnownQueues()
+
+
+def adopt(
+    database: Database, job_type: JobType[Any], task_id: str, routing_key: str | None,
+    args: tuple[Any, ...], kwargs: dict[str, Any],
+) -> int:
+    """Record a plain Celery message as a dispatched job; returns the job id to run."""
+    # Positional arguments cannot be matched to payload fields: they are kept, so validation
+    # refuses the payload and the job ends discarded, with the reason on record.
+    payload = dict(kwargs, __args__=list(args)) if args else dict(kwargs)
+    queue = routing_key if routing_key in _queues.get(database) else job_type.queue
+    row = NewJob(
+        type=job_type.name, queue=queue, state=JobState.DISPATCHED, priority=job_type.priority,
+        payload_json=json.dumps(payload, default=str), metadata_json=json.dumps({"adopted_from": "celery"}),
+        max_attempts=job_type.max_attempts or 20, timeout_seconds=job_type.timeout_seconds, run_at=None,
+        unique_key=ADOPTED_KEY_PREFIX + task_id, unique_period_seconds=ADOPTED_UNIQUE_SECONDS,
+    )
+    with database.session() as session:
+        job_id, _ = job_store.insert_unique_job(session, row)
+    return job_id
