@@ -28,7 +28,7 @@ from shared.settings import Settings
 from shared.store import jobs as job_store
 from shared.store import limits as limit_store
 from shared.store import queues as queue_store
-from shared.store.rows import DispatchedJob, Executor, QueueRow
+from shared.store.rows import Candidate, DispatchedJob, Executor, QueueRow
 from scheduler.limits import QUEUE_SCOPE, RatePlan, live_starts, plan, scope_of
 from scheduler.service import Service
 
@@ -37,8 +37,10 @@ log = logging.getLogger("scheduler.dispatcher")
 CHANNEL = "jobs_ready"
 PROMOTE_BATCH = 5000
 REDISPATCH_EVERY_SECONDS = 1.0
-# With key limits, look this far past the room for jobs whose key is not at its limit.
-LIMITED_SCAN_SLACK = 200
+# Under key limits, a round reads pages of candidates (at least this many) past jobs whose key
+# is at its limit, up to this many pages: a busy key never blocks the rest of its queue.
+LIMITED_PAGE_MIN = 20
+LIMITED_PAGES = 5
 
 
 class Dispatcher(Service):
@@ -100,27 +102,45 @@ class Dispatcher(Service):
         return len(jobs)
 
     def _dispatch_limited(self, session: Executor, queue: QueueRow, room: int, now: datetime | None) -> list[DispatchedJob]:
-        """Candidates first, then a choice in Python under the key and rate limits."""
-        scan = room + LIMITED_SCAN_SLACK if self.key_limits else room
-        candidates = limit_store.runnable_candidates(session, queue.name, scan, now)
+        """Candidates first, then a choice in Python under the key and rate limits. Reads a
+        page the size of the room, and further pages only while limited keys were skipped."""
+        queue_key = QUEUE_SCOPE + queue.name if queue.rate_limit is not None and queue.rate_period_seconds else None
+        chosen: list[int] = []
+        after: Candidate | None = None
+        for _ in range(LIMITED_PAGES):
+            want = room - len(chosen)
+            candidates = limit_store.runnable_candidates(session, queue.name, max(want, LIMITED_PAGE_MIN), now, after)
+            if not candidates:
+                break
+            picked = self._choose(session, queue, queue_key, candidates, want, now)
+            chosen.extend(picked)
+            if len(chosen) >= room or len(candidates) < max(want, LIMITED_PAGE_MIN) or self._wake_in < float("inf"):
+                break
+            after = candidates[-1]
+        return limit_store.mark_dispatched(session, chosen, now)
+
+    def _choose(
+        self, session: Executor, queue: QueueRow, queue_key: str | None, candidates: list[Candidate], want: int,
+        now: datetime | None,
+    ) -> list[int]:
         keys = sorted({c.limit_key for c in candidates if c.limit_key and scope_of(c.limit_key) in self.key_limits})
         in_flight = limit_store.keys_in_flight(session, [k for k in keys if self.key_limits[scope_of(k)].concurrency])
-        rated = {k: self.key_limits[scope_of(k)].rate for k in keys if self.key_limits[scope_of(k)].rate}
-        queue_key = QUEUE_SCOPE + queue.name if queue.rate_limit is not None and queue.rate_period_seconds else None
-        if queue_key:
-            rated[queue_key] = (queue.rate_limit, queue.rate_period_seconds)  # type: ignore[assignment]
+        rated: dict[str, tuple[int, float]] = {
+            k: rate for k in keys if (rate := self.key_limits[scope_of(k)].rate) is not None
+        }
+        if queue_key is not None:
+            rated[queue_key] = (queue.rate_limit or 0, queue.rate_period_seconds or 0.0)
         windows, round_time = limit_store.lock_rate_windows(session, sorted(rated), now)
         rates = {
             key: RatePlan(n, period, live_starts(windows.get(key, []), round_time, period))
-            for key, (n, period) in rated.items()  # type: ignore[misc]
-            if round_time is not None
+            for key, (n, period) in rated.items() if round_time is not None
         }
-        chosen = plan(candidates, room, self.key_limits, in_flight, rates, queue_key, round_time)
-        for key, recent in chosen.windows.items():
+        result = plan(candidates, want, self.key_limits, in_flight, rates, queue_key, round_time)
+        for key, recent in result.windows.items():
             limit_store.save_rate_window(session, key, recent)
-        if chosen.wake_at is not None and round_time is not None:
-            self._wake_in = min(self._wake_in, max(0.001, (chosen.wake_at - round_time).total_seconds()))
-        return limit_store.mark_dispatched(session, chosen.chosen, now)
+        if result.wake_at is not None and round_time is not None:
+            self._wake_in = min(self._wake_in, max(0.001, (result.wake_at - round_time).total_seconds()))
+        return result.chosen
 
     def _room(self, queue: QueueRow, dispatched: int, running: int) -> int:
         room = (queue.dispatch_window or self.settings.dispatch_window) - dispatched

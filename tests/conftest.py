@@ -9,8 +9,10 @@ default queues seeded. Everything created is dropped at the end.
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import uuid
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Iterator
 
@@ -155,10 +157,44 @@ def fresh_database_url(admin_database_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def processes(test_env: dict[str, str], tmp_path: Path) -> Iterator[ProcessFactory]:
-    """Starts real worker and scheduler processes; stops every one at the end of the test."""
-    factory = ProcessFactory(dict(os.environ, **test_env), tmp_path)
+    """Starts real worker and scheduler processes (with the environment as it is when each
+    starts, so a `broker` parameter applies); stops every one at the end of the test."""
+    factory = ProcessFactory(tmp_path)
     yield factory
     factory.stop_all()
+
+
+def _rabbitmqctl(*args: str) -> None:
+    try:
+        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.fail(f"rabbitmqctl {' '.join(args)} failed ({exc}); the RabbitMQ tests need it to make a vhost")
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """A RabbitMQ vhost of this run's own (TEST_AMQP_URL, default the local server)."""
+    base = urlsplit(os.environ.get("TEST_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672//")
+    vhost = f"jobs-test-{RUN_ID}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, base.username or "guest", ".*", ".*", ".*")
+    yield base._replace(path=f"/{vhost}").geturl()
+    _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request: pytest.FixtureRequest, test_env: dict[str, str]) -> Iterator[str]:
+    """Runs a test once per broker: Redis (the run's key space) and RabbitMQ (the run's vhost)."""
+    if request.param == "redis":
+        yield "redis"
+        return
+    url = request.getfixturevalue("amqp_url")
+    saved = os.environ["JOBS_BROKER_URL"]
+    os.environ["JOBS_BROKER_URL"] = url
+    get_settings.cache_clear()
+    yield "rabbitmq"
+    os.environ["JOBS_BROKER_URL"] = saved
+    get_settings.cache_clear()
 
 
 @pytest.fixture

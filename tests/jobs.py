@@ -37,11 +37,32 @@ class OutcomePayload(Payload):
     after: float = 0.0
 
 
+class Keyed(Payload):
+    key: str
+    account: str
+    seconds: float = 0.3
+
+
+class Stoppable(Payload):
+    key: str
+    seconds: float
+    cooperative: bool = True
+
+
+class Chatty(Payload):
+    key: str
+    lines: int = Field(ge=1, le=100)
+
+
 RECORD = declare("test.record", Key)
 FLAKY = declare("test.flaky", Flaky, max_attempts=5, backoff_base_seconds=0.05, backoff_max_seconds=0.2)
 FAIL = declare("test.fail", Key, max_attempts=3, backoff_base_seconds=0.05, backoff_max_seconds=0.1)
 SLEEP = declare("test.sleep", Sleep)
 OUTCOME = declare("test.outcome", OutcomePayload)
+UNIQUE = declare("test.unique", Key, unique_by=("key",))
+KEYED = declare("test.keyed", Keyed, limit_by=("account",), limit_scope="test.account", key_concurrency=2)
+STOPPABLE = declare("test.stoppable", Stoppable, max_attempts=1)
+CHATTY = declare("test.chatty", Chatty)
 
 EFFECTS_DDL = """
 CREATE TABLE IF NOT EXISTS test_effects (
@@ -95,6 +116,33 @@ def _bind_handlers() -> None:
             "snooze": Snooze(payload.after), "retry": Retry(payload.after, "asked to retry"),
             "cancel": Cancel("asked to cancel"), "discard": Discard("asked to discard"),
         }.get(payload.kind)
+
+
+    @handles(UNIQUE)
+    def run_unique(payload: Key, ctx) -> None:  # type: ignore[no-untyped-def]
+        record(payload.key, ctx)
+
+    @handles(KEYED)
+    def run_keyed(payload: Keyed, ctx) -> None:  # type: ignore[no-untyped-def]
+        record(payload.key, ctx)
+        time.sleep(payload.seconds)
+
+    @handles(STOPPABLE)
+    def run_stoppable(payload: Stoppable, ctx) -> None:  # type: ignore[no-untyped-def]
+        record(payload.key, ctx, "started")
+        deadline = time.monotonic() + payload.seconds
+        while time.monotonic() < deadline:
+            if payload.cooperative:
+                ctx.checkpoint()
+            time.sleep(0.05)
+        record(payload.key, ctx, "finished")
+
+    @handles(CHATTY)
+    def run_chatty(payload: Chatty, ctx) -> None:  # type: ignore[no-untyped-def]
+        for line in range(payload.lines):
+            ctx.logger.info("line %d of %s", line, payload.key)
+            ctx.progress((line + 1) / payload.lines)
+            time.sleep(0.3)
 
 
 _bind_handlers()

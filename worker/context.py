@@ -13,6 +13,7 @@ from typing import Any, Callable
 from shared.outcomes import Cancel
 
 MAX_LOG_LINES_PER_ATTEMPT = 1000
+JOB_LOG_MIN_LEVEL = logging.INFO
 PROGRESS_MIN_INTERVAL_SECONDS = 1.0
 
 
@@ -88,7 +89,9 @@ class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         return msg, kwargs
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
-        if self.isEnabledFor(level):
+        # Captured for `job_logs` whatever the process's own log level: operators read a job's
+        # log per job, and a quiet worker log must not make it empty.
+        if level >= JOB_LOG_MIN_LEVEL:
             text = str(msg) % args if args else str(msg)
             if len(self.lines) < MAX_LOG_LINES_PER_ATTEMPT:
                 self.lines.append(LogLine(datetime.now(timezone.utc), logging.getLevelName(level), text))

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Sequence
 
 from shared.store.rows import Candidate, DispatchedJob, Executor
 from shared.store.sql import query
 
 
-def runnable_candidates(db: Executor, queue: str, limit: int, now: datetime | None = None) -> list[Candidate]:
-    rows = db.execute(query("runnable_candidates"), {"queue": queue, "limit": limit, "now": now}).all()
-    return [Candidate(row.id, row.limit_key) for row in rows]
+_START = (-1, datetime.min.replace(tzinfo=timezone.utc), 0)
+
+
+def runnable_candidates(
+    db: Executor, queue: str, limit: int, now: datetime | None = None, after: Candidate | None = None
+) -> list[Candidate]:
+    """The next `limit` runnable jobs of a queue in dispatch order, after `after` if given."""
+    position = (after.priority, after.run_at, after.id) if after else _START
+    params = {"queue": queue, "limit": limit, "now": now,
+              "after_priority": position[0], "after_run_at": position[1], "after_id": position[2]}
+    return [Candidate(row.id, row.limit_key, row.priority, row.run_at)
+            for row in db.execute(query("runnable_candidates"), params).all()]
 
 
 def mark_dispatched(db: Executor, ids: Sequence[int], now: datetime | None = None) -> list[DispatchedJob]:

@@ -1,9 +1,11 @@
 -- Dispatch under limits: concurrency per queue and per key, rates per queue and per key.
 
 -- name: runnable_candidates
--- The head of one queue's runnable backlog in exact order, locked for this dispatch round.
-SELECT id, limit_key FROM jobs
+-- The next page of one queue's runnable backlog in exact order (after a keyset position, for
+-- the pages past jobs whose key is at its limit), locked for this dispatch round.
+SELECT id, limit_key, priority, run_at FROM jobs
 WHERE queue = :queue AND state = 'queued' AND run_at <= coalesce(:now, now())
+  AND (priority, run_at, id) > (:after_priority, CAST(:after_run_at AS timestamptz), :after_id)
 ORDER BY priority, run_at, id LIMIT :limit FOR UPDATE SKIP LOCKED;
 
 -- name: mark_dispatched

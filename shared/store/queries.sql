@@ -121,7 +121,7 @@ WITH job AS (
                                        THEN coalesce(:now, now()) END,
                     max_attempts = max_attempts + :extra_attempts,
                     last_error = coalesce(:error_message, last_error),
-                    cancel_reason = coalesce(:cancel_reason, cancel_reason),
+                    cancel_reason = coalesce(cancel_reason, :cancel_reason),  -- an operator's reason wins
                     progress = CASE WHEN :job_state = 'succeeded' THEN 1.0 ELSE progress END,
                     worker_id = NULL
     WHERE id = :job_id AND attempt = :attempt

@@ -45,6 +45,8 @@ class QueueRow:
 class Candidate:
     id: int
     limit_key: str | None
+    priority: int = 0
+    run_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import pytest
 import redis
 from sqlalchemy import text
 
+from shared.broker import make_celery
 from shared.embedded import EmbeddedServices, start_redis
+from shared.settings import load_settings
 from shared.enqueue import enqueue_many, enqueue_many_now
 from tests.acceptance.test_lifecycle import all_done, effect_counts, states
 from tests.processes import wait_for
@@ -33,21 +36,37 @@ def count(db, sql: str) -> int:
 
 def test_broker_flushed_with_1000_jobs_in_flight(db, processes, private_redis):
     env = {"JOBS_BROKER_URL": private_redis, "JOBS_BROKER_KEY_PREFIX": ""}
+    client = redis.Redis.from_url(private_redis)
+    # FLUSHALL: every message in the broker is gone (Redis restarted without persistence).
+    _lose_messages_twice(db, processes, env, client.flushall)
+
+
+def test_rabbitmq_queues_purged_with_1000_jobs_in_flight(db, processes, amqp_url):
+    env = {"JOBS_BROKER_URL": amqp_url}
+    app = make_celery(load_settings(dict(os.environ, **env)))
+
+    def purge() -> None:
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_purge("default")
+
+    _lose_messages_twice(db, processes, env, purge)
+
+
+def _lose_messages_twice(db, processes, env: dict[str, str], lose) -> None:  # type: ignore[no-untyped-def]
     enqueue_many_now("test.record", [{"key": f"k{i}"} for i in range(1000)])
     processes.scheduler(env=env)
     wait_for(lambda: count(db, "SELECT count(*) FROM jobs WHERE state = 'dispatched'") >= 150, 30, "window dispatched")
-    client = redis.Redis.from_url(private_redis)
-    client.flushall()  # every message in the broker is gone
+    lose()
     processes.worker(env=env)
     wait_for(lambda: count(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") >= 300, 60, "some done")
-    client.flushall()  # and again, with jobs running and messages unacked
+    lose()  # and again, with jobs running and messages unacked
     wait_for(lambda: all_done(db, 1000), 120, f"all 1000 succeed, have {states(db)}")
     effects = effect_counts(db)
     assert len(effects) == 1000 and set(effects.values()) == {1}, "every handler effect exactly once"
     assert count(db, "SELECT count(*) FROM job_executions") == 1000
 
 
-def test_high_priority_overtakes_the_waiting_backlog(db, own_database, processes):
+def test_high_priority_overtakes_the_waiting_backlog(db, broker, own_database, processes):
     enqueue_many_now("test.record", [{"key": f"low{i}"} for i in range(500)], priority=9)
     processes.worker(concurrency=1)
     processes.scheduler()
