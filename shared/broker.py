@@ -20,8 +20,10 @@ from shared.store.rows import DispatchedJob
 # Redis lists per queue for broker-side priority (kombu's default steps). The exact order is
 # kept by PostgreSQL; these only let a high-priority job overtake the few already in flight.
 REDIS_PRIORITY_STEPS = [0, 3, 6, 9]
-# A hard time limit this much past the soft one gives the handler time to clean up.
-HARD_LIMIT_GRACE_SECONDS = 10.0
+def hard_time_limit(soft: float) -> float:
+    """The hard limit (the process is killed) a little past the soft one (the handler gets
+    `SoftTimeLimitExceeded`), so a handler has time to clean up: 10%, at least 1 s."""
+    return soft + max(1.0, 0.1 * soft)
 
 
 def make_celery(settings: Settings, name: str = "jobplatform") -> Celery:
@@ -98,7 +100,7 @@ def publish(app: Celery, settings: Settings, jobs: Iterable[DispatchedJob]) -> i
                     task_id=task_id(job),
                     priority=broker_priority(job.priority, settings),
                     soft_time_limit=soft,
-                    time_limit=soft + HARD_LIMIT_GRACE_SECONDS,
+                    time_limit=hard_time_limit(soft),
                     producer=producer,
                 )
                 sent += 1

@@ -63,6 +63,9 @@ UNIQUE = declare("test.unique", Key, unique_by=("key",))
 KEYED = declare("test.keyed", Keyed, limit_by=("account",), limit_scope="test.account", key_concurrency=2)
 STOPPABLE = declare("test.stoppable", Stoppable, max_attempts=1)
 CHATTY = declare("test.chatty", Chatty)
+# Timeouts: a handler that stops at the soft limit, and one that ignores it (killed at the hard).
+SLOW = declare("test.slow", Sleep, timeout_seconds=1.0, max_attempts=2, backoff_base_seconds=0.05)
+STUBBORN = declare("test.stubborn", Sleep, timeout_seconds=1.0, max_attempts=1)
 
 EFFECTS_DDL = """
 CREATE TABLE IF NOT EXISTS test_effects (
@@ -143,6 +146,24 @@ def _bind_handlers() -> None:
             ctx.logger.info("line %d of %s", line, payload.key)
             ctx.progress((line + 1) / payload.lines)
             time.sleep(0.3)
+
+
+    @handles(SLOW)
+    def run_slow(payload: Sleep, ctx) -> None:  # type: ignore[no-untyped-def]
+        record(payload.key, ctx, "started")
+        time.sleep(payload.seconds)
+
+    @handles(STUBBORN)
+    def run_stubborn(payload: Sleep, ctx) -> None:  # type: ignore[no-untyped-def]
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        record(payload.key, ctx, "started")
+        deadline = time.monotonic() + payload.seconds
+        while time.monotonic() < deadline:
+            try:
+                time.sleep(0.05)
+            except SoftTimeLimitExceeded:
+                record(payload.key, ctx, "ignored the soft limit")
 
 
 _bind_handlers()

@@ -58,9 +58,10 @@ class Proc:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM to the main process (a warm shutdown), then SIGKILL to the whole group."""
         if self.alive() and timeout > 0:
             try:
-                os.killpg(self.pid, signal.SIGTERM)
+                self.process.send_signal(signal.SIGTERM)
                 self.process.wait(timeout)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass

@@ -1,8 +1,9 @@
 """Child processes of `jobctl up`: started in their own process groups, stopped together.
 
-Each child gets a session of its own, so a Ctrl-C in the terminal reaches only `jobctl up`,
-which then stops every group (a Celery worker and its pool processes, Flower, the scheduler)
-with SIGTERM, and SIGKILL past the grace period: nothing is left behind.
+Each child gets a session of its own, so a Ctrl-C in the terminal reaches only `jobctl up`.
+It then sends SIGTERM to each child's main process only (a Celery worker's warm shutdown: its
+pool processes finish their running jobs; signalling the whole group would kill them
+mid-job), and SIGKILL to every group past the grace period: nothing is left behind.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class Stack:
 
     def stop(self, grace_seconds: float) -> None:
         for child in self.children:
-            child.signal_group(signal.SIGTERM)
+            if child.alive():
+                child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace_seconds
         for child in self.children:
             try:

@@ -163,3 +163,35 @@ def test_pause_holds_a_queue_and_resume_releases_it(db, processes):
     assert states(db) == {"queued": 10}
     resume_queue("default")
     wait_for(lambda: all_done(db, 10), 30, f"jobs run after resume, have {states(db)}")
+
+
+def test_soft_timeout_fails_the_attempt_as_timed_out(db, processes):
+    processes.worker(concurrency=1)
+    processes.scheduler()
+    job = enqueue_now("test.slow", {"key": "slow", "seconds": 5})
+    wait_for(lambda: all_done(db, 1, "failed"), 30, f"slow job fails, have {states(db)}")
+    assert [(a, s) for a, s, _ in executions(db, job.id)] == [(1, "timed_out"), (2, "timed_out")]
+    assert executions(db, job.id)[0][2] == "timed out after 1.0 s"
+
+
+def test_hard_timeout_kills_the_attempt_and_records_it(db, processes):
+    worker = processes.worker(concurrency=1)
+    processes.scheduler()
+    job = enqueue_now("test.stubborn", {"key": "stubborn", "seconds": 30})
+    wait_for(lambda: all_done(db, 1, "failed"), 30, f"stubborn job ends, have {states(db)}")
+    assert [(a, s) for a, s, _ in executions(db, job.id)] == [(1, "timed_out")]
+    with db.session() as s:
+        events = s.execute(text("SELECT event FROM test_effects WHERE key = 'stubborn' ORDER BY id")).scalars().all()
+    assert events == ["started", "ignored the soft limit"]  # then the process was killed
+    assert worker.alive()
+
+
+def test_warm_shutdown_lets_the_running_job_finish(db, processes):
+    worker = processes.worker(concurrency=1)
+    processes.scheduler()
+    job = enqueue_now("test.sleep", {"key": "graceful", "seconds": 1.5})
+    wait_for(lambda: _running_pid(db, job.id), 30, "job starts")
+    worker.stop(timeout=20)  # SIGTERM: Celery's warm shutdown
+    assert executions(db, job.id) == [(1, "succeeded", None)]
+    with db.session() as s:
+        assert s.execute(text("SELECT count(*) FROM workers WHERE state = 'stopped'")).scalar() >= 1
