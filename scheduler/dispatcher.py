@@ -27,7 +27,6 @@ from shared.jobtypes.registry import Registry
 from shared.settings import Settings
 from shared.store import jobs as job_store
 from shared.store import limits as limit_store
-from shared.store import queues as queue_store
 from shared.store.rows import Candidate, DispatchedJob, Executor, QueueRow
 from scheduler.limits import QUEUE_SCOPE, RatePlan, live_starts, plan, scope_of
 from scheduler.service import Service
@@ -36,6 +35,8 @@ log = logging.getLogger("scheduler.dispatcher")
 
 CHANNEL = "jobs_ready"
 PROMOTE_BATCH = 5000
+# Scheduled jobs (delays, retry backoffs) become runnable with this granularity at worst.
+PROMOTE_EVERY_SECONDS = 0.1
 REDISPATCH_EVERY_SECONDS = 1.0
 # Under key limits, a round reads pages of candidates (at least this many) past jobs whose key
 # is at its limit, up to this many pages: a busy key never blocks the rest of its queue.
@@ -57,8 +58,7 @@ class Dispatcher(Service):
         self._listener: psycopg.Connection | None = None
         self._idle_wait = settings.dispatch_busy_poll_seconds
         self._last_redispatch = 0.0
-        self._queue_names: list[str] = []
-        self._queues_read_at = 0.0
+        self._last_promote = 0.0
         self.published_total = 0
         self.key_limits = registry.key_limits()
         self._wake_in = float("inf")  # set by a rate-limited round: when the next start is allowed
@@ -66,21 +66,17 @@ class Dispatcher(Service):
     def tick(self) -> int:
         self._wake_in = float("inf")
         now = sql_now(self.clock)
+        if time.monotonic() - self._last_promote >= PROMOTE_EVERY_SECONDS:
+            self._last_promote = time.monotonic()
+            with self.database.session() as session:
+                job_store.promote_scheduled(session, PROMOTE_BATCH, now)
         with self.database.session() as session:
-            job_store.promote_scheduled(session, PROMOTE_BATCH, now)
-        moved = sum(self._dispatch_queue(name) for name in self._queues())
+            busy = job_store.queues_with_work(session, now)
+        moved = sum(self._dispatch_queue(name) for name in busy)
         if time.monotonic() - self._last_redispatch >= REDISPATCH_EVERY_SECONDS:
             self._last_redispatch = time.monotonic()
             moved += self._redispatch()
         return moved
-
-    def _queues(self) -> list[str]:
-        # Re-read the list of queues now and then; each round re-reads a queue's settings anyway.
-        if time.monotonic() - self._queues_read_at > 5.0 or not self._queue_names:
-            with self.database.session() as session:
-                self._queue_names = [q.name for q in queue_store.list_queues(session)]
-            self._queues_read_at = time.monotonic()
-        return self._queue_names
 
     def _dispatch_queue(self, name: str) -> int:
         now = sql_now(self.clock)

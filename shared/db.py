@@ -40,15 +40,18 @@ class Database:
 
 
 def make_database(
-    url: str, *, pool_size: int = 5, application_name: str | None = None, pooled: bool = True
+    url: str, *, pool_size: int = 5, application_name: str | None = None, pooled: bool = True,
+    pre_ping: bool = True,
 ) -> Database:
-    """`pooled=False`: a connection per use, none kept (for processes that fork later)."""
+    """`pooled=False`: a connection per use, none kept (for processes that fork later).
+    `pre_ping=False`: no liveness round trip per checkout, for loops that simply retry a round
+    when a connection turns out broken (SQLAlchemy then replaces it)."""
     # The pid in the name lets operators (and tests) tell processes apart in pg_stat_activity.
     application_name = application_name or f"jobplatform:{os.getpid()}"
     connect_args = {"application_name": application_name, "connect_timeout": 10}
     if pooled:
         engine = create_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800,
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping, pool_recycle=1800,
             connect_args=connect_args,
         )
     else:

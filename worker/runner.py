@@ -23,6 +23,7 @@ from shared.store import jobs as job_store
 from shared.store import queues as queue_store
 from shared.store.rows import ClaimedJob, Finish
 from worker.binding import Handler
+from worker.connection import JobConnection
 from worker.context import JobContext, JobLogger
 from worker.finishing import decide
 
@@ -64,6 +65,7 @@ class JobRunner:
         self.database = database
         self.worker_id = worker_id
         self.current: JobContext | None = None  # the attempt this process is running, if any
+        self.connection = JobConnection(database)
 
     def apply_cancel_requests(self, requests: list[tuple[int, int]]) -> None:
         """Called from the heartbeat thread: flag the running attempt if it was asked to stop."""
@@ -72,8 +74,11 @@ class JobRunner:
             current.request_cancel()
 
     def run(self, job_type: JobType[Any], handler: Handler, job_id: int, task_id: str | None) -> Attempt | None:
-        with self.database.session() as session:
-            job = job_store.claim_job(session, job_id, self.worker_id, task_id, sql_now(self.clock))
+        job = self.connection.run(
+            lambda c: job_store.claim_job(c, job_id, self.worker_id, task_id, sql_now(self.clock)),
+            on_retry=lambda c: job_store.claim_job(c, job_id, self.worker_id, task_id, sql_now(self.clock))
+            or job_store.reclaim_own_job(c, job_id, self.worker_id, task_id),
+        )
         if job is None:
             log.info("job %s is not claimable (duplicate or stale message); dropped", job_id, extra={"job_id": job_id})
             return None
@@ -91,20 +96,28 @@ class JobRunner:
             backoff_max=job_type.backoff_max_seconds or self.settings.backoff_max_seconds,
             jitter=self.settings.backoff_jitter,
         )
-        with self.database.session() as session:
-            lines = [(line.at, line.level, line.message) for line in context.logger.lines]
-            job_store.insert_job_logs(session, job.id, job.attempt, lines)
-            now = sql_now(self.clock)
-            recorded, has_dependents = job_store.finish_execution(session, job.id, job.attempt, job.execution_id, finish, now)
-            if recorded and has_dependents and finish.job_state in TERMINAL_JOB_STATES:
-                # In the same transaction: a dependent is never left waiting on a settled parent.
-                if dependency_store.resolve_after(session, job.id, now):
-                    queue_store.notify_ready(session)
+        recorded = self._record(job, finish, context)
         if not recorded:
             log.warning("job %s attempt %s ended after a newer attempt took over", job.id, job.attempt)
         attempt = Attempt(job, finish, recorded)
         _notify(lambda o: o.finished(attempt))
         return attempt
+
+    def _record(self, job: ClaimedJob, finish: Finish, context: JobContext) -> bool:
+        """Write the attempt's log lines and its end: one round trip each, in the common case."""
+        now = sql_now(self.clock)
+        lines = [(line.at, line.level, line.message) for line in context.logger.lines]
+        if lines:
+            self.connection.run(lambda c: job_store.insert_job_logs(c, job.id, job.attempt, lines))
+        recorded, has_dependents = self.connection.run(
+            lambda c: job_store.finish_execution(c, job.id, job.attempt, job.execution_id, finish, now)
+        )
+        if recorded and has_dependents and finish.job_state in TERMINAL_JOB_STATES:
+            # Right away; should this process die first, the scheduler's sweep settles them.
+            with self.database.session() as session:
+                if dependency_store.resolve_after(session, job.id, now):
+                    queue_store.notify_ready(session)
+        return recorded
 
     def _call(self, job_type: JobType[Any], handler: Handler, job: ClaimedJob, context: JobContext) -> object:
         try:
@@ -124,8 +137,7 @@ class JobRunner:
         extra = {"job_id": job.id, "task_id": task_id, "job_type": job.type, "queue": job.queue, "attempt": job.attempt}
 
         def write_progress(fraction: float) -> None:
-            with self.database.session() as session:
-                job_store.set_progress(session, job.id, job.attempt, fraction)
+            self.connection.run(lambda c: job_store.set_progress(c, job.id, job.attempt, fraction))
 
         return JobContext(
             job_id=job.id, attempt=job.attempt, max_attempts=job.max_attempts, job_type=job.type, queue=job.queue,

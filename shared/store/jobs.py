@@ -59,6 +59,10 @@ def promote_scheduled(db: Executor, limit: int, now: datetime | None = None) -> 
     return db.execute(query("promote_scheduled"), {"limit": limit, "now": now}).rowcount or 0
 
 
+def queues_with_work(db: Executor, now: datetime | None = None) -> list[str]:
+    return list(db.execute(query("queues_with_work"), {"now": now}).scalars())
+
+
 def lock_queue(db: Executor, queue: str) -> QueueRow | None:
     """Hold one queue for this transaction's dispatch round; None when paused or held elsewhere."""
     row = db.execute(query("lock_queue"), {"queue": queue}).first()
@@ -94,6 +98,12 @@ def claim_job(
     row = db.execute(
         query("claim_job"), {"job_id": job_id, "worker_id": worker_id, "task_id": task_id, "now": now}
     ).first()
+    return ClaimedJob(**row._asdict()) if row is not None else None
+
+
+def reclaim_own_job(db: Executor, job_id: int, worker_id: str, task_id: str | None) -> ClaimedJob | None:
+    """The job this worker claimed, when the reply to its claim was lost."""
+    row = db.execute(query("reclaim_own_job"), {"job_id": job_id, "worker_id": worker_id, "task_id": task_id}).first()
     return ClaimedJob(**row._asdict()) if row is not None else None
 
 

@@ -258,3 +258,19 @@ RETURNING holder;
 -- name: release_lease
 -- Give a lease up on a clean stop, so a follower takes over at once.
 DELETE FROM leases WHERE name = :name AND holder = :holder;
+
+-- name: reclaim_own_job
+-- After a lost reply to a claim: the job is ours if it runs under this worker and task id.
+SELECT j.id, j.type, j.queue, j.priority, j.payload, j.metadata, j.attempt, j.max_attempts, j.timeout_seconds,
+       j.created_at, j.run_at, j.dispatched_at, j.started_at, e.id AS execution_id
+FROM jobs j JOIN job_executions e ON e.job_id = j.id AND e.attempt = j.attempt
+WHERE j.id = :job_id AND j.state = 'running' AND j.worker_id = :worker_id
+  AND e.task_id IS NOT DISTINCT FROM :task_id AND e.state = 'running';
+
+-- name: queues_with_work
+-- The unpaused queues with runnable jobs now (one probe of ix_jobs_runnable each): a dispatch
+-- round touches only these.
+SELECT q.name FROM queues q
+WHERE NOT q.paused AND EXISTS (
+    SELECT 1 FROM jobs j WHERE j.queue = q.name AND j.state = 'queued' AND j.run_at <= coalesce(:now, now()))
+ORDER BY q.name;
