@@ -37,6 +37,8 @@ CHANNEL = "jobs_ready"
 PROMOTE_BATCH = 5000
 # Scheduled jobs (delays, retry backoffs) become runnable with this granularity at worst.
 PROMOTE_EVERY_SECONDS = 0.1
+# A full window holds many jobs' worth of work: re-checking it this often keeps it topped up.
+FULL_WINDOW_POLL_SECONDS = 0.025
 REDISPATCH_EVERY_SECONDS = 1.0
 # Under key limits, a round reads pages of candidates (at least this many) past jobs whose key
 # is at its limit, up to this many pages: a busy key never blocks the rest of its queue.
@@ -62,9 +64,11 @@ class Dispatcher(Service):
         self.published_total = 0
         self.key_limits = registry.key_limits()
         self._wake_in = float("inf")  # set by a rate-limited round: when the next start is allowed
+        self._windows_full = False  # a queue's window had no room this round
 
     def tick(self) -> int:
         self._wake_in = float("inf")
+        self._windows_full = False
         now = sql_now(self.clock)
         if time.monotonic() - self._last_promote >= PROMOTE_EVERY_SECONDS:
             self._last_promote = time.monotonic()
@@ -86,6 +90,7 @@ class Dispatcher(Service):
                 return 0
             room = min(self._room(queue, *job_store.queue_in_flight(session, name)), self.settings.dispatch_batch)
             if room <= 0:
+                self._windows_full = True
                 return 0
             if self.key_limits or queue.rate_limit is not None:
                 jobs = self._dispatch_limited(session, queue, room, now)
@@ -159,15 +164,20 @@ class Dispatcher(Service):
             self.published_total += publish(self.app, self.settings, jobs)
 
     def wait(self, stop: threading.Event, did: int) -> None:
-        """Busy: look again almost at once. Idle: wait for NOTIFY, doubling the fallback poll."""
+        """Moved jobs: look again almost at once. A window full: look again soon (workers are
+        draining it; polling faster only burns the CPU they need). Idle: wait for NOTIFY,
+        doubling the fallback poll."""
         if did:
             self._idle_wait = self.settings.dispatch_busy_poll_seconds
         else:
             self._idle_wait = min(self._idle_wait * 2, self.settings.dispatch_poll_seconds)
+        wait = min(self._idle_wait, self._wake_in)
+        if self._windows_full:
+            wait = max(wait, FULL_WINDOW_POLL_SECONDS)
         if stop.is_set():
             return
         try:
-            self._wait_notify(min(self._idle_wait, self._wake_in))
+            self._wait_notify(wait)
         except psycopg.Error as exc:
             log.warning("LISTEN connection failed (%s); polling", exc)
             self._close_listener()
