@@ -62,7 +62,7 @@ def test_key_concurrency_limit_of_2_with_4_workers(db, processes):
     with db.session() as s:
         rows = s.execute(text(
             "SELECT j.payload->>'account' AS account, e.started_at, e.finished_at "
-            "FROM job_executions e JOIN jobs j ON j.id = e.job_id"
+            "FROM job_executions e JOIN jobs j ON j.id = e.job_id WHERE j.type = 'test.keyed'"
         )).all()
     acct = [(r.started_at, r.finished_at) for r in rows if r.account == "acct"]
     assert _max_overlap(acct) == 2, "never 3 at once, and the limit is used"
@@ -77,7 +77,9 @@ def test_queue_rate_limit_5_per_second_over_20_seconds(db, processes):
     processes.worker(queues="rated")
     processes.scheduler()
     with db.session() as s:
-        first = wait_for(lambda: s.execute(text("SELECT min(started_at) FROM job_executions")).scalar(), 30, "first start")
+        first = wait_for(lambda: s.execute(text(
+            "SELECT min(e.started_at) FROM job_executions e JOIN jobs j ON j.id = e.job_id WHERE j.queue = 'rated'"
+        )).scalar(), 30, "first start")
     wait_for(lambda: _starts_between(db, first + timedelta(seconds=20), first + timedelta(seconds=21)), 40, "past 20 s")
     started = _starts_between(db, first, first + timedelta(seconds=20))
     assert 95 <= started <= 105, started
@@ -85,8 +87,9 @@ def test_queue_rate_limit_5_per_second_over_20_seconds(db, processes):
 
 def _starts_between(db, start, end) -> int:
     with db.session() as s:
-        return s.execute(text("SELECT count(*) FROM job_executions WHERE started_at >= :a AND started_at < :b"),
-                         {"a": start, "b": end}).scalar()
+        return s.execute(text(
+            "SELECT count(*) FROM job_executions e JOIN jobs j ON j.id = e.job_id "
+            "WHERE j.queue = 'rated' AND e.started_at >= :a AND e.started_at < :b"), {"a": start, "b": end}).scalar()
 
 
 def _wait_running(db, job_id: int) -> None:
@@ -154,7 +157,7 @@ def test_plain_celery_calls_are_adopted_as_jobs(db, processes):
     wait_for(lambda: states(db) == {"succeeded": 2, "failed": 1}, 30, f"adopted and finished, have {states(db)}")
     with db.session() as s:
         rows = {r.key: r for r in s.execute(text(
-            "SELECT coalesce(payload->>'key', 'bad') AS key, id, state, metadata FROM jobs"
+            "SELECT coalesce(payload->>'key', 'bad') AS key, id, state, metadata FROM jobs WHERE type LIKE 'test.%'"
         )).all()}
     assert rows["native"].metadata == {"adopted_from": "celery"}
     assert [st for _, st, _ in executions(db, rows["native-flaky"].id)] == ["failed", "succeeded"]
