@@ -43,6 +43,9 @@ TEST_SETTINGS = {
     "JOBS_BACKOFF_BASE_SECONDS": "0.05",
     "JOBS_BACKOFF_MAX_SECONDS": "0.5",
     "JOBS_LOG_LEVEL": "WARNING",
+    # Tests that scrape metrics choose free ports; the rest keep the default ports free.
+    "JOBS_WORKER_METRICS_PORT": "0",
+    "JOBS_SCHEDULER_METRICS_PORT": "0",
 }
 
 

@@ -24,6 +24,7 @@ from worker.binding import Handler, bound_names, handler_for
 from worker.heartbeat import Heartbeat, new_worker_id
 from worker.revocations import RevocationWatcher
 from worker.runner import JobRunner
+import worker.metrics  # noqa: F401,E402 - registers the metrics observer and serves /metrics (Celery signals)
 
 log = logging.getLogger(__name__)
 

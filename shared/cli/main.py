@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
 from shared.errors import PlatformError
 from shared.cli.doctor import doctor
+from shared.cli.flower import flower
+from shared.cli.jobs import jobs
+from shared.cli.queues import queues
+from shared.cli.stats import stats
 from shared.cli.up import up
 from shared.runtime import with_runtime_urls
 from shared.settings import get_settings
@@ -31,18 +34,6 @@ def migrate() -> None:
     click.echo(f"database at revision {migrations.current_revision(settings.database_url)}")
 
 
-@cli.command()
-def flower() -> None:
-    """Run Flower on the platform's broker (basic auth from JOBS_FLOWER_BASIC_AUTH)."""
-    settings = with_runtime_urls(get_settings())
-    argv = [sys.executable, "-m", "celery", "-A", "worker.app:app", "flower", f"--port={settings.flower_port}",
-            "--address=0.0.0.0"]
-    if settings.flower_basic_auth:
-        argv.append(f"--basic-auth={settings.flower_basic_auth}")
-    env = dict(os.environ, JOBS_BROKER_URL=settings.broker_url or "", JOBS_DATABASE_URL=settings.database_url or "")
-    os.execvpe(argv[0], argv, env)
-
-
 @cli.command("settings")
 def settings_reference() -> None:
     """Print the settings reference (Markdown), as in docs/settings.md."""
@@ -53,6 +44,10 @@ def settings_reference() -> None:
 
 cli.add_command(up)
 cli.add_command(doctor)
+cli.add_command(flower)
+cli.add_command(jobs)
+cli.add_command(queues)
+cli.add_command(stats)
 
 
 def main() -> None:

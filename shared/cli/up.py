@@ -133,5 +133,9 @@ def _ready_line(settings: Settings, flower: bool) -> str:
     ]
     if flower:
         parts.append(f"flower=http://127.0.0.1:{settings.flower_port}")
+    if settings.worker_metrics_port:
+        parts.append(f"worker_metrics=http://127.0.0.1:{settings.worker_metrics_port}/metrics")
+    if settings.scheduler_metrics_port:
+        parts.append(f"scheduler_metrics=http://127.0.0.1:{settings.scheduler_metrics_port}/metrics")
     return " ".join(parts)
 

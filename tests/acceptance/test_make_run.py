@@ -42,7 +42,8 @@ def test_make_run_smoke_embedded():
     data_dir = Path(tempfile.mkdtemp(prefix="jobs-run-smoke-"))
     data_dir.chmod(0o755)  # the embedded PostgreSQL runs as an unprivileged user
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
-    env.update(JOBS_DATA_DIR=str(data_dir), JOBS_FLOWER_PORT=str(free_port()))
+    env.update(JOBS_DATA_DIR=str(data_dir), JOBS_FLOWER_PORT=str(free_port()),
+               JOBS_WORKER_METRICS_PORT=str(free_port()), JOBS_SCHEDULER_METRICS_PORT=str(free_port()))
     log = data_dir / "run.log"
     with open(log, "wb") as out:
         make = subprocess.Popen(["make", "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -59,6 +60,11 @@ def test_make_run_smoke_embedded():
 
         with urllib.request.urlopen(f"http://127.0.0.1:{env['JOBS_FLOWER_PORT']}/healthcheck", timeout=5) as page:
             assert page.status == 200
+        for name, metric in (("WORKER", "jobs_running"), ("SCHEDULER", "jobs_scheduler_leader")):
+            url = f"http://127.0.0.1:{env[f'JOBS_{name}_METRICS_PORT']}/metrics"
+            assert url in ready
+            with urllib.request.urlopen(url, timeout=5) as page:
+                assert metric in page.read().decode()
 
         doctor = subprocess.run([str(ROOT / ".venv/bin/jobctl"), "doctor"], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=60)
