@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterable, Sequence
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, UnknownMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
@@ -168,11 +168,8 @@ class SchedulerCollector:
             alive = ops.count_live_workers(session, self.settings.worker_stale_after_seconds, now)
             for lateness in self._cron.read(session):
                 self.cron_lateness.observe(lateness)
-        # Untyped, not a gauge: the contract's name ends in `_count`, which Prometheus reserves for
-        # histograms and summaries, and promtool's linter exempts only untyped metrics from that
-        # rule. PromQL treats an untyped series exactly like a gauge.
-        states = UnknownMetricFamily(
-            "jobs_state_count", "Jobs in each active state, per queue (finished jobs are not counted here).",
+        states = GaugeMetricFamily(
+            "jobs_in_state", "Jobs in each active state, per queue (finished jobs are not counted here).",
             labels=["queue", "state"],
         )
         oldest = GaugeMetricFamily(

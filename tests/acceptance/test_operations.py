@@ -90,7 +90,7 @@ def test_metrics_endpoints_pass_promtool_and_prometheus_counts_the_jobs(db, proc
         assert status == 200
         promtool_check_metrics(scheduler_text)
         found = samples(scheduler_text)
-        assert {(q, s) for (name, labels) in found if name == "jobs_state_count"
+        assert {(q, s) for (name, labels) in found if name == "jobs_in_state"
                 for q, s in [(dict(labels)["queue"], dict(labels)["state"])]} == {(q, s) for q in QUEUES for s in ACTIVE}
         assert value(found, "jobs_scheduler_leader") == 1
         assert value(found, "jobs_workers_alive") == 2  # the two pool processes
@@ -106,10 +106,10 @@ def test_metrics_endpoints_pass_promtool_and_prometheus_counts_the_jobs(db, proc
         query = 'sum(jobs_succeeded_total{job_type="platform.noop"})'
         wait_for(lambda: [float(r["value"][1]) for r in prometheus.query(query)] == [noops], 20,
                  f"Prometheus sees {noops} succeeded noop jobs: {prometheus.query(query)}", interval=0.25)
-        up = {r["metric"]["job"]: r["value"][1] for r in prometheus.query("up")}
-        assert up == {"jobs-worker": "1", "jobs-scheduler": "1"}
+        wait_for(lambda: {r["metric"]["job"]: r["value"][1] for r in prometheus.query("up")}
+                 == {"jobs-worker": "1", "jobs-scheduler": "1"}, 20, "both targets scraped and up", interval=0.25)
         assert prometheus.query("jobs_scheduler_leader")[0]["value"][1] == "1"
-        assert len(prometheus.query('jobs_state_count{job="jobs-scheduler"}')) == len(QUEUES) * len(ACTIVE)
+        assert len(prometheus.query('jobs_in_state{job="jobs-scheduler"}')) == len(QUEUES) * len(ACTIVE)
         failed = prometheus.query('sum by (job_type) (jobs_failed_total)')
         assert {r["metric"]["job_type"]: r["value"][1] for r in failed}["test.fail"] == "2"
     finally:

@@ -78,7 +78,7 @@ def test_collector_reports_depths_ages_lag_workers_and_leadership(db, supervisor
     found = scrape(registry)
 
     def state_count(queue: str, state: str) -> float:
-        return found[("jobs_state_count", frozenset({("queue", queue), ("state", state)}))]
+        return found[("jobs_in_state", frozenset({("queue", queue), ("state", state)}))]
 
     assert (state_count("default", "queued"), state_count("high", "dispatched"), state_count("high", "running"),
             state_count("low", "scheduled"), state_count("bulk", "waiting")) == (2, 1, 1, 1, 0)

@@ -74,7 +74,7 @@ COUNTERS = {
 }
 GAUGES = {
     "jobs_running",
-    "jobs_state_count",
+    "jobs_in_state",
     "jobs_oldest_waiting_seconds",
     "jobs_dispatcher_lag_seconds",
     "jobs_scheduler_leader",
@@ -729,7 +729,7 @@ def test_dashboard_names_only_contract_metrics_and_shows_each_view() -> None:
         "jobs_succeeded_total",
         "jobs_failed_total",
         "jobs_retried_total",
-        "jobs_state_count",
+        "jobs_in_state",
         "jobs_oldest_waiting_seconds",
         "jobs_run_seconds_bucket",
         "jobs_running",
