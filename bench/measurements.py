@@ -1,0 +1,36 @@
+"""The measurements of a run, in order. A new one is a module with
+`measure(bench: Bench) -> Results` plus one line here; its `Results.summary` keys land at the
+top level of `latest.json` (e.g. a `cron_lateness` module would return `cron_lateness_p99_ms`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from bench import drain, enqueue_rate, latency
+from bench.context import Bench, Results
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    measure: Callable[[Bench], Results]
+
+
+MEASUREMENTS: list[Measurement] = [
+    Measurement("drain", drain.measure),
+    Measurement("bulk_enqueue", enqueue_rate.measure),
+    Measurement("latency", latency.measure),
+    # Measurement("cron_lateness", cron_lateness.measure),  # to come: cron_lateness_p99_ms
+]
+
+
+def select(names: list[str] | None) -> list[Measurement]:
+    if not names:
+        return list(MEASUREMENTS)
+    known = {m.name: m for m in MEASUREMENTS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown measurement(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[n] for n in names]
