@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError as PydanticValidationError, field_validator, model_validator
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, ValidationError as PydanticValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.errors import ConfigurationError
@@ -90,6 +91,28 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(9101, ge=0, le=65535, description="Worker Prometheus endpoint (0: off).")
     scheduler_metrics_port: int = Field(9102, ge=0, le=65535, description="Scheduler Prometheus endpoint (0: off).")
 
+    # Workloads: proxy health checks, post publishing, proactive Telegram messages (docs/workloads.md).
+    encryption_key: SecretStr | None = Field(
+        None, description="Fernet key(s) encrypting bot tokens, OAuth tokens and proxy passwords at rest; comma-separated for rotation (the first encrypts, all decrypt). Required in production. Unset in development: a fixed key derived from a public string, INSECURE (anyone can decrypt). Make one: `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`."
+    )
+    telegram_api_base_url: str = Field("https://api.telegram.org", description="Telegram Bot API base URL (messages and Telegram channel posts).")
+    instagram_api_base_url: str = Field("https://graph.facebook.com/v21.0", description="Instagram Graph API base URL (two-step publish).")
+    threads_api_base_url: str = Field("https://graph.threads.net/v1.0", description="Threads API base URL (two-step publish).")
+    platform_timeout_seconds: float = Field(15.0, gt=0, description="Timeout of one HTTP request to a platform; a request that times out after it was sent has an unknown outcome.")
+    telegram_chat_interval_seconds: float = Field(1.0, gt=0, description="Proactive messages: at most one message per this many seconds per chat.")
+    telegram_global_rate: int = Field(30, ge=1, description="Proactive messages: most sends started per second per bot, overall (Telegram's broadcast limit).")
+    post_account_concurrency: int = Field(1, ge=1, description="Post publishing: most publications in flight per social account.")
+    post_account_rate: int = Field(10, ge=1, description="Post publishing: most publications started per social account per `JOBS_POST_ACCOUNT_RATE_PERIOD_SECONDS`.")
+    post_account_rate_period_seconds: float = Field(60.0, gt=0, description="The period of `JOBS_POST_ACCOUNT_RATE`.")
+    proxy_check_url: str = Field("https://api.ipify.org?format=json", description="URL fetched through each proxy; an answer like {\"ip\": ...} or a bare address gives the exit address.")
+    proxy_connect_timeout_seconds: float = Field(5.0, gt=0, description="Proxy check: timeout of the TCP connection to the proxy.")
+    proxy_total_timeout_seconds: float = Field(15.0, gt=0, description="Proxy check: deadline of the whole check (connect, handshake, request, answer).")
+    proxy_disable_after_failures: int = Field(10, ge=1, description="A proxy failing this many checks in a row is disabled (only an operator enables it again).")
+    workload_schedules: bool = Field(True, description="Declare the workloads' recurring fan-out schedules (below); false leaves them out of this process.")
+    proxy_check_cron: str = Field("*/5 * * * *", description="When every proxy that is not disabled gets a check job.")
+    posts_due_cron: str = Field("*/10 * * * * *", description="When due posts are picked up (6 fields: seconds first).")
+    messages_due_cron: str = Field("*/5 * * * * *", description="When due proactive messages are picked up (6 fields: seconds first).")
+
     @field_validator("default_queues", "imports", mode="before")
     @classmethod
     def _split_queues(cls, value: Any) -> Any:
@@ -133,6 +156,23 @@ class Settings(BaseSettings):
             raise ValueError("flower_basic_auth must look like user:password")
         if not self.default_queues:
             raise ValueError("default_queues must name at least one queue")
+        return self
+
+    @model_validator(mode="after")
+    def _check_workloads(self) -> "Settings":
+        # After _check_together (pydantic runs "after" validators in order): the platform's own
+        # rules are reported first.
+        if self.env == "production" and self.encryption_key is None:
+            raise ValueError("encryption_key is required when env is production (the development key is public)")
+        if self.encryption_key is not None:
+            for key in self.encryption_key.get_secret_value().split(","):
+                try:
+                    Fernet(key.strip())
+                except (ValueError, TypeError):
+                    # Never echo the value: it is a secret even when malformed.
+                    raise ValueError("encryption_key must be Fernet keys (32 url-safe base64-encoded bytes), comma-separated") from None
+        if self.proxy_connect_timeout_seconds > self.proxy_total_timeout_seconds:
+            raise ValueError("proxy_connect_timeout_seconds must not exceed proxy_total_timeout_seconds")
         return self
 
     @property

@@ -141,7 +141,8 @@ def declare(
 
 def load_declarations(modules: tuple[str, ...] = ()) -> Registry:
     """Import the built-in declarations and the configured extra modules (`JOBS_IMPORTS`)."""
-    importlib.import_module("shared.jobtypes.builtin")
+    for builtin in ("builtin", "proxies", "posts", "messages"):  # the platform's own and the three workloads
+        importlib.import_module(f"shared.jobtypes.{builtin}")
     for module in modules:
         importlib.import_module(module)
     return registry

@@ -51,6 +51,11 @@ class TelegramConnection(Base):
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
     chat_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     bot_token_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    # The bot's public user id (the token's part before ':'): the key of the per-bot send rate,
+    # readable without decrypting the token.
+    bot_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The last send to this chat was reserved at: paces sends to one chat.
+    last_sent_at: Mapped[datetime | None]
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql_text("true"))
     deactivated_at: Mapped[datetime | None]
     deactivated_reason: Mapped[str | None] = mapped_column(Text)
@@ -62,6 +67,7 @@ class ProactiveMessage(Base):
     __table_args__ = (
         one_of("state", list(MessageState)),
         CheckConstraint("length(text) BETWEEN 1 AND 4096", name="text_length"),
+        CheckConstraint("state <> 'sent' OR sent_at IS NOT NULL", name="sent_has_sent_at"),
         # The fan-out: pending messages that are due.
         Index("ix_proactive_messages_due", "send_at", postgresql_where=sql_text("state = 'pending'")),
     )
@@ -137,6 +143,7 @@ class SocialAccount(Base):
     external_id: Mapped[str] = mapped_column(Text, nullable=False)
     access_token_encrypted: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text, nullable=False, server_default=sql_text("'active'"))
+    status_reason: Mapped[str | None] = mapped_column(Text)  # why it is expired or disabled
     settings: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=EMPTY_OBJECT)
     created_at: Mapped[datetime] = created_at_column()
 
@@ -166,6 +173,10 @@ class PostPublication(Base):
     __table_args__ = (
         one_of("state", list(PublicationState)),
         UniqueConstraint("post_id", "social_account_id"),
+        # "Never published twice" needs the platform's id of what was published.
+        CheckConstraint("state <> 'published' OR platform_post_id IS NOT NULL", name="published_has_platform_post_id"),
+        # An expired account fails its pending publications; deletes of accounts cascade here.
+        Index("ix_post_publications_social_account_id", "social_account_id"),
     )
 
     id: Mapped[int] = _id()

@@ -1,0 +1,39 @@
+"""Proactive Telegram messages: due pending messages go to the user's active connection."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.jobtypes.registry import EmptyPayload, Payload, declare
+from shared.schedules import schedule
+from shared.settings import get_settings
+
+_settings = get_settings()
+
+
+class SendMessage(Payload):
+    message_id: int = Field(gt=0)
+    # The bot's public id (never its token), only as the key of the per-bot rate; None when the
+    # user had no active connection at fan-out time (the handler then cancels the message).
+    bot_id: int | None = None
+
+
+SEND = declare(
+    "messages.send", SendMessage,
+    queue="high", max_attempts=5, timeout_seconds=_settings.platform_timeout_seconds + 30,
+    unique_by=("message_id",),
+    # Telegram's broadcast limit is per bot: ~30 messages a second. The per-chat pace (about one
+    # a second) is kept by the handler, on the connection row (see worker/handlers/messages.py).
+    limit_by=("bot_id",), limit_scope="telegram.bot",
+    key_rate=(_settings.telegram_global_rate, 1.0),
+    description="Sends one proactive message through the Bot API, never twice.",
+)
+
+SEND_DUE = declare(
+    "messages.send_due", EmptyPayload,
+    queue="high", max_attempts=1, timeout_seconds=300,
+    description="Enqueues a messages.send for every due pending message.",
+)
+
+if _settings.workload_schedules:
+    schedule(SEND_DUE, cron=_settings.messages_due_cron, name="messages.send_due", misfire="skip")

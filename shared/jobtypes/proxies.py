@@ -1,0 +1,36 @@
+"""Proxy health checks: one check job per proxy, fanned out by a recurring schedule."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.jobtypes.registry import EmptyPayload, Payload, declare
+from shared.schedules import schedule
+from shared.settings import get_settings
+
+_settings = get_settings()
+
+
+class ProxyCheck(Payload):
+    proxy_id: int = Field(gt=0)  # an id only: the handler reads (and decrypts) the rest
+
+
+CHECK = declare(
+    "proxies.check", ProxyCheck,
+    queue="low", max_attempts=2,
+    # A check bounds itself by the total timeout; the job's limit only catches a stuck process.
+    timeout_seconds=_settings.proxy_total_timeout_seconds + 30,
+    # One check per proxy at a time: a slow check makes the next fan-out skip that proxy, so
+    # checks of a stalling proxy never pile up.
+    unique_by=("proxy_id",),
+    description="Connects through one proxy to the check URL and records its health.",
+)
+
+CHECK_ALL = declare(
+    "proxies.check_all", EmptyPayload,
+    queue="low", max_attempts=1, timeout_seconds=300,
+    description="Fans out one proxies.check per proxy that is not disabled.",
+)
+
+if _settings.workload_schedules:
+    schedule(CHECK_ALL, cron=_settings.proxy_check_cron, name="proxies.check_all", misfire="skip")

@@ -1,0 +1,130 @@
+"""Users, their Telegram connections and proactive messages: creating them, the fan-out of due
+messages, and an operator's verdict on a message whose send has an unknown outcome."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from shared.crypto import encrypt
+from shared.enqueue import enqueue
+from shared.errors import InvalidTransition, NotFound, ValidationError
+from shared.jobtypes.messages import SEND
+from shared.models.domain import ProactiveMessage, TelegramConnection, User
+from shared.models.states import MessageState
+
+FAN_OUT_PAGE = 500  # due messages per transaction
+# A bot token is "<bot id>:<secret>"; the id is public (it is the bot's user id).
+_BOT_TOKEN = re.compile(r"^(\d{1,20}):[A-Za-z0-9_-]{20,}$")
+
+
+def add_user(session: Session, *, external_id: str, display_name: str | None = None) -> User:
+    if not external_id:
+        raise ValidationError("external_id is empty", field="external_id")
+    if session.scalar(select(User.id).where(User.external_id == external_id)) is not None:
+        raise ValidationError(f"a user {external_id!r} exists already", field="external_id")
+    user = User(external_id=external_id, display_name=display_name)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def connect_telegram(session: Session, *, user_id: int, chat_id: int, bot_token: str) -> TelegramConnection:
+    """The user's new active connection (token encrypted); a previous active one is replaced."""
+    match = _BOT_TOKEN.match(bot_token or "")
+    if match is None:
+        # The value is not echoed: a mistyped token is still mostly a secret.
+        raise ValidationError("bot_token does not look like a Telegram bot token (<bot id>:<secret>)", field="bot_token")
+    if session.get(User, user_id) is None:
+        raise ValidationError(f"no user with id {user_id}", field="user_id")
+    session.execute(
+        update(TelegramConnection).where(TelegramConnection.user_id == user_id, TelegramConnection.is_active)
+        .values(is_active=False, deactivated_at=func.now(), deactivated_reason="replaced by a new connection")
+    )
+    connection = TelegramConnection(
+        user_id=user_id, chat_id=chat_id, bot_token_encrypted=encrypt(bot_token), bot_id=int(match.group(1)),
+    )
+    session.add(connection)
+    session.flush()
+    return connection
+
+
+def active_connection(session: Session, user_id: int, *, lock: bool = False) -> TelegramConnection | None:
+    query = select(TelegramConnection).where(TelegramConnection.user_id == user_id, TelegramConnection.is_active)
+    return session.scalar(query.with_for_update() if lock else query)
+
+
+def deactivate_connection(session: Session, connection_id: int, reason: str) -> None:
+    session.execute(
+        update(TelegramConnection).where(TelegramConnection.id == connection_id, TelegramConnection.is_active)
+        .values(is_active=False, deactivated_at=func.now(), deactivated_reason=reason)
+    )
+
+
+def create_message(session: Session, *, user_id: int, text: str, send_at: datetime | None = None) -> ProactiveMessage:
+    """A pending message: sent when due (now when `send_at` is None) by the next fan-out."""
+    if not text or len(text) > 4096:
+        raise ValidationError("text must be 1 to 4096 characters (Telegram's limit)", field="text")
+    if send_at is not None and send_at.tzinfo is None:
+        raise ValidationError("send_at must be timezone-aware", field="send_at")
+    if session.get(User, user_id) is None:
+        raise ValidationError(f"no user with id {user_id}", field="user_id")
+    message = ProactiveMessage(user_id=user_id, text=text, send_at=send_at)
+    session.add(message)
+    session.flush()
+    return message
+
+
+def enqueue_due_messages(session: Session, *, now: datetime | None = None, limit: int = FAN_OUT_PAGE) -> list[int]:
+    """The fan-out: one send job per due pending message that has none yet, recorded on the
+    message in this transaction (so a message gets one job, however many sweeps run). Flagged
+    messages wait for an operator. Returns the job ids."""
+    due_at = now if now is not None else func.now()
+    rows = session.execute(
+        select(ProactiveMessage.id, TelegramConnection.bot_id)
+        .outerjoin(TelegramConnection, and_(
+            TelegramConnection.user_id == ProactiveMessage.user_id, TelegramConnection.is_active))
+        .where(
+            ProactiveMessage.state == MessageState.PENDING, ProactiveMessage.job_id.is_(None),
+            ~ProactiveMessage.needs_review,
+            or_(ProactiveMessage.send_at.is_(None), ProactiveMessage.send_at <= due_at),
+        )
+        .order_by(func.coalesce(ProactiveMessage.send_at, ProactiveMessage.created_at), ProactiveMessage.id)
+        .limit(limit).with_for_update(of=ProactiveMessage, skip_locked=True)
+    ).all()
+    jobs = []
+    for message_id, bot_id in rows:
+        job_id = enqueue(session, SEND, {"message_id": message_id, "bot_id": bot_id}).id
+        session.execute(update(ProactiveMessage).where(ProactiveMessage.id == message_id).values(job_id=job_id))
+        jobs.append(job_id)
+    return jobs
+
+
+def resolve_message(session: Session, message_id: int, verdict: str) -> ProactiveMessage:
+    """An operator's verdict on a message flagged for review (its send has an unknown outcome):
+    `sent` (the user got it), `failed` (they did not; do not send again) or `resend`."""
+    message = session.get(ProactiveMessage, message_id, with_for_update=True)
+    if message is None:
+        raise NotFound(f"no message with id {message_id}")
+    if not message.needs_review or message.state != MessageState.PENDING:
+        raise InvalidTransition(f"message {message_id} is {message.state} and not flagged for review")
+    if verdict == "sent":
+        message.state, message.sent_at = MessageState.SENT, message.send_started_at or func.now()
+    elif verdict == "failed":
+        message.state = MessageState.FAILED
+        message.failure_reason = f"{message.failure_reason}; operator: not delivered"
+    elif verdict == "resend":
+        # A new job by the next fan-out: the old one has finished, so the unique key is free.
+        message.send_started_at, message.job_id, message.failure_reason = None, None, None
+    else:
+        raise ValidationError("verdict must be sent, failed or resend", field="verdict")
+    message.needs_review = False
+    session.flush()
+    return message
+
+
+def list_messages(session: Session, limit: int = 50) -> list[ProactiveMessage]:
+    return list(session.scalars(select(ProactiveMessage).order_by(ProactiveMessage.id.desc()).limit(limit)))

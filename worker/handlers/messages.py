@@ -1,0 +1,137 @@
+"""Proactive Telegram messages: the fan-out of due messages, and one send.
+
+A person never gets the same message twice: `send_started_at` is committed before the request.
+An attempt that finds it set (an earlier one crashed, or lost the answer) cannot ask Telegram
+whether the message arrived, so it flags the message `needs_review` and stops; only an operator
+sends it again (`jobctl messages resolve ID resend`). When Telegram says it did not act (429,
+5xx, a request that never left) the mark is taken back and the send is tried again.
+
+Pace: the per-bot rate (about 30 a second) is the job type's key rate, kept by the dispatcher.
+The per-chat pace (about one a second) is kept here, on the connection row: a send reserves
+the chat by writing `last_sent_at` under the row's lock, and a send that comes too soon is
+snoozed for the rest of the interval (a snooze spends no attempt).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.crypto import DecryptionError, decrypt
+from shared.db import get_database
+from shared.jobtypes.messages import SEND, SEND_DUE, SendMessage
+from shared.jobtypes.registry import EmptyPayload
+from shared.models.domain import ProactiveMessage
+from shared.models.states import MessageState
+from shared.outcomes import Cancel, Discard, Outcome, Snooze
+from shared.settings import get_settings
+from shared.workloads.messages import FAN_OUT_PAGE, active_connection, deactivate_connection, enqueue_due_messages
+from worker.binding import handles
+from worker.context import JobContext
+from worker.platforms import (
+    AuthExpired, OutcomeUnknown, PermanentFailure, RateLimited, RecipientBlocked, TelegramBotApi, TransientFailure,
+)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    message_id: int
+    connection_id: int
+    chat_id: int
+    text: str
+    token: str = field(repr=False)  # decrypted for this attempt only; never logged or raised
+
+
+@handles(SEND_DUE)
+def send_due(payload: EmptyPayload, ctx: JobContext) -> None:
+    total = 0
+    while True:  # a page per transaction
+        with get_database().session() as session:
+            jobs = enqueue_due_messages(session, limit=FAN_OUT_PAGE)
+        total += len(jobs)
+        if len(jobs) < FAN_OUT_PAGE:
+            break
+    if total:
+        ctx.logger.info("%d message sends enqueued", total)
+
+
+@handles(SEND)
+def send(payload: SendMessage, ctx: JobContext) -> Outcome | None:
+    settings = get_settings()
+    with get_database().session() as session:
+        step = _begin(session, payload.message_id, ctx.job_id, settings.telegram_chat_interval_seconds)
+    if not isinstance(step, Delivery):
+        return step
+    try:
+        with TelegramBotApi(settings.telegram_api_base_url, step.token, timeout=settings.platform_timeout_seconds) as bot:
+            sent = bot.send_message(step.chat_id, step.text)
+    except RateLimited as exc:
+        _update(step, send_started_at=None)  # Telegram did not send it: take the mark back
+        return Snooze(exc.retry_after)
+    except TransientFailure as exc:
+        if ctx.attempt >= ctx.max_attempts:
+            return _fail(step, f"gave up after {ctx.attempt} attempts: {exc}")
+        _update(step, send_started_at=None)
+        raise  # retried with backoff
+    except (RecipientBlocked, AuthExpired) as exc:
+        # Blocked by the user, or the bot's token was revoked: this chat cannot be written to.
+        with get_database().session() as session:
+            deactivate_connection(session, step.connection_id, str(exc))
+        return _fail(step, str(exc))
+    except PermanentFailure as exc:
+        return _fail(step, str(exc))
+    except OutcomeUnknown as exc:
+        reason = f"outcome unknown, not repeated: {exc}"
+        _update(step, needs_review=True, failure_reason=reason)
+        return Discard(f"message {step.message_id} flagged for review: {reason}")
+    _update(step, state=MessageState.SENT, sent_at=func.now(), telegram_message_id=sent.message_id)
+    ctx.logger.info("message %s sent as telegram message %s", step.message_id, sent.message_id)
+    return None
+
+
+def _begin(session: Session, message_id: int, job_id: int, interval: float) -> Delivery | Outcome | None:
+    """Lock the message, decide whether this attempt may send, reserve the chat and mark it."""
+    message = session.get(ProactiveMessage, message_id, with_for_update=True, populate_existing=True)
+    if message is None or message.state != MessageState.PENDING or message.needs_review:
+        return None  # gone, settled, or waiting for an operator
+    now = session.scalar(select(func.now()))
+    assert now is not None
+    if message.send_at is not None and message.send_at > now:  # moved later after it was enqueued
+        return Snooze((message.send_at - now).total_seconds())
+    if message.send_started_at is not None:
+        message.needs_review = True
+        message.failure_reason = (f"a send started at {message.send_started_at.isoformat()} did not finish; "
+                                  "its outcome is unknown, so it is not repeated")
+        return Discard(f"message {message_id} flagged for review: {message.failure_reason}")
+    connection = active_connection(session, message.user_id, lock=True)
+    if connection is None:
+        message.state, message.failure_reason = MessageState.CANCELLED, "no active Telegram connection"
+        return Cancel(f"message {message_id}: no active Telegram connection")
+    if connection.last_sent_at is not None:
+        wait = connection.last_sent_at + timedelta(seconds=interval) - now
+        if wait > timedelta(0):
+            return Snooze(wait.total_seconds())
+    try:
+        token = decrypt(connection.bot_token_encrypted)
+    except DecryptionError as exc:
+        message.state, message.failure_reason = MessageState.FAILED, str(exc)
+        return Discard(f"message {message_id}: {exc}")
+    connection.last_sent_at = now
+    message.send_started_at, message.job_id = now, job_id
+    return Delivery(message.id, connection.id, connection.chat_id, message.text, token)
+
+
+def _update(step: Delivery, **values: object) -> None:
+    with get_database().session() as session:
+        message = session.get(ProactiveMessage, step.message_id, with_for_update=True)
+        assert message is not None
+        for name, value in values.items():
+            setattr(message, name, value)
+
+
+def _fail(step: Delivery, reason: str) -> Outcome:
+    _update(step, state=MessageState.FAILED, failure_reason=reason)
+    return Discard(f"message {step.message_id} failed: {reason}")
