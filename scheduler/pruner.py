@@ -1,0 +1,71 @@
+"""The pruner: finished jobs past their queue's retention are deleted, with their executions,
+logs and dependency rows (cascade), in small batches: each batch is its own short transaction
+and skips rows another transaction holds, so it never blocks workers or the dispatcher for
+long. Unfinished jobs are never touched, nor a finished job an unfinished one depends on.
+Old worker rows and metric rows are pruned the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from shared.clock import Clock, sql_now
+from shared.db import Database
+from shared.settings import Settings
+from shared.store import maintenance
+from shared.store import queues as queue_store
+from scheduler.service import Service
+
+log = logging.getLogger("scheduler.pruner")
+
+# Candidates for settings (see the report): read through getattr so they can move there.
+PRUNE_INTERVAL_SECONDS = 60.0  # between rounds when the pruner has caught up
+PRUNE_BATCH = 500  # rows per transaction: small, so locks are short
+PRUNE_MAX_BATCHES = 200  # per round; a backlog is worked off over several rounds
+BEHIND_PAUSE_SECONDS = 1.0  # between rounds while a backlog remains
+WORKER_RETENTION_SECONDS = 7 * 86400.0  # stopped worker rows kept for history
+METRICS_RETENTION_SECONDS = 30 * 86400.0  # queue_metrics and job_metrics rows
+
+
+class Pruner(Service):
+    name = "pruner"
+    leader_only = True  # several would only compete for the same rows (safely: SKIP LOCKED)
+
+    def __init__(self, database: Database, settings: Settings, clock: Clock) -> None:
+        super().__init__()
+        self.database = database
+        self.clock = clock
+        self.interval_seconds = float(getattr(settings, "prune_interval_seconds", PRUNE_INTERVAL_SECONDS))
+        self.batch = int(getattr(settings, "prune_batch_size", PRUNE_BATCH))
+        self.metrics_retention = float(getattr(settings, "metrics_retention_seconds", METRICS_RETENTION_SECONDS))
+        self.worker_retention = float(getattr(settings, "worker_retention_seconds", WORKER_RETENTION_SECONDS))
+        self._behind = False
+        self.pruned_total = 0
+
+    def tick(self) -> int:
+        budget = PRUNE_MAX_BATCHES  # full batches per round: a backlog cannot hold the round forever
+        deleted = 0
+        with self.database.session() as session:
+            queues = queue_store.list_queues(session)
+        for queue in queues:
+            while budget > 0:
+                with self.database.session() as session:
+                    count = maintenance.prune_finished_jobs(
+                        session, queue.name, queue.retention_seconds, self.batch, sql_now(self.clock)
+                    )
+                deleted += count
+                if count < self.batch:
+                    break
+                budget -= 1
+        with self.database.session() as session:
+            maintenance.prune_stopped_workers(session, self.worker_retention, self.batch, sql_now(self.clock))
+            maintenance.prune_metrics(session, self.metrics_retention, self.batch, sql_now(self.clock))
+        self._behind = budget == 0
+        if deleted:
+            log.info("pruned %d finished jobs%s", deleted, " (more remain)" if self._behind else "")
+        self.pruned_total += deleted
+        return deleted
+
+    def wait(self, stop: threading.Event, did: int) -> None:
+        stop.wait(BEHIND_PAUSE_SECONDS if self._behind else self.interval_seconds)
