@@ -1,4 +1,5 @@
-"""`python -m scheduler`: the long-running services (dispatcher, rescuer, ...) in one process."""
+"""`python -m scheduler`: the long-running services (dispatcher, cron, rescuer, dependency sweep,
+pruner, roll-up) in one process, under one supervisor, with leader election and metrics."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import uuid
 
 from shared.broker import make_celery
 from shared.clock import SystemClock
-from shared.db import get_database
+from shared.db import make_database
+from shared.errors import ConfigurationError
 from shared.jobtypes.registry import load_declarations
 from shared.logconfig import configure_logging
 from shared.settings import get_settings
-from scheduler.dependencies import DependencySweep
-from scheduler.dispatcher import Dispatcher
 from scheduler.leader import LeaderElection
-from scheduler.rescuer import Rescuer
+from scheduler.metrics import start_exporter
+from scheduler.services import build_services
 from scheduler.supervisor import Supervisor
 
 
@@ -24,16 +25,19 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings)
     registry = load_declarations(settings.imports)
-    database = get_database(settings)
+    # Every service retries a failed round, so the pool needs no ping per checkout.
+    if not settings.database_url:
+        raise ConfigurationError("JOBS_DATABASE_URL is not set (run through `jobctl up` for an embedded one)")
+    database = make_database(settings.database_url, pool_size=8, pre_ping=False)
     clock = SystemClock()
     app = make_celery(settings)
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    services = [
-        Dispatcher(database, app, settings, registry, clock),
-        Rescuer(database, settings, clock, app),
-        DependencySweep(database, clock),
-    ]
-    Supervisor(services, LeaderElection(database, holder, clock)).run_forever()
+    services = build_services(database, app, settings, registry, clock)
+    supervisor = Supervisor(services, LeaderElection(database, holder, clock))
+    exporter = start_exporter(supervisor, database, settings, clock)  # None when the port is 0
+    supervisor.run_forever()
+    if exporter is not None:
+        exporter.stop()
     logging.shutdown()
 
 

@@ -34,8 +34,6 @@ from scheduler.service import Service
 log = logging.getLogger("scheduler.cron")
 
 # Candidates for settings (see the report): read through getattr so they can move there.
-MISFIRE_GRACE_SECONDS = 2.0  # a fire enqueued later than this was missed: its misfire policy applies
-MAX_SLEEP_SECONDS = 0.5  # longest sleep, so schedules added or changed through the API are seen soon
 FOLLOWER_POLL_SECONDS = 0.2  # a follower checks this often whether it became the leader
 MIN_SLEEP_SECONDS = 0.002
 ROUND_LIMIT = 100  # schedules per round; more due ones are taken by an immediate next round
@@ -64,8 +62,8 @@ class CronService(Service):
         self.registry = registry
         self.clock = clock
         self.declared = declared
-        self.grace_seconds = float(getattr(settings, "cron_misfire_grace_seconds", MISFIRE_GRACE_SECONDS))
-        self.max_sleep_seconds = float(getattr(settings, "cron_max_sleep_seconds", MAX_SLEEP_SECONDS))
+        self.grace_seconds = settings.cron_misfire_grace_seconds
+        self.max_sleep_seconds = settings.cron_max_sleep_seconds
         self._synced = False
         self._ticked = False
         self._wake_at: float | None = None  # time.monotonic() of the next due fire

@@ -20,12 +20,8 @@ from scheduler.service import Service
 log = logging.getLogger("scheduler.pruner")
 
 # Candidates for settings (see the report): read through getattr so they can move there.
-PRUNE_INTERVAL_SECONDS = 60.0  # between rounds when the pruner has caught up
-PRUNE_BATCH = 500  # rows per transaction: small, so locks are short
 PRUNE_MAX_BATCHES = 200  # per round; a backlog is worked off over several rounds
 BEHIND_PAUSE_SECONDS = 1.0  # between rounds while a backlog remains
-WORKER_RETENTION_SECONDS = 7 * 86400.0  # stopped worker rows kept for history
-METRICS_RETENTION_SECONDS = 30 * 86400.0  # queue_metrics and job_metrics rows
 
 
 class Pruner(Service):
@@ -36,10 +32,10 @@ class Pruner(Service):
         super().__init__()
         self.database = database
         self.clock = clock
-        self.interval_seconds = float(getattr(settings, "prune_interval_seconds", PRUNE_INTERVAL_SECONDS))
-        self.batch = int(getattr(settings, "prune_batch_size", PRUNE_BATCH))
-        self.metrics_retention = float(getattr(settings, "metrics_retention_seconds", METRICS_RETENTION_SECONDS))
-        self.worker_retention = float(getattr(settings, "worker_retention_seconds", WORKER_RETENTION_SECONDS))
+        self.interval_seconds = settings.prune_interval_seconds
+        self.batch = settings.prune_batch_size
+        self.metrics_retention = float(settings.metrics_retention_seconds)
+        self.worker_retention = float(settings.worker_retention_seconds)
         self._behind = False
         self.pruned_total = 0
 

@@ -25,7 +25,6 @@ MINUTE = timedelta(minutes=1)
 # Candidates for settings (see the report): read through getattr so they can move there.
 RECOMPUTE_MINUTES = 3  # recent buckets redone every round, for late commits
 CATCH_UP_MINUTES = 60  # how far back a restarted roll-up fills in missed minutes
-ROUND_DELAY_SECONDS = 2.0  # run this long after each minute boundary, once the minute has settled
 
 
 def floor_minute(moment: datetime) -> datetime:
@@ -40,7 +39,7 @@ class Rollup(Service):
         super().__init__()
         self.database = database
         self.clock = clock
-        self.delay_seconds = float(getattr(settings, "rollup_delay_seconds", ROUND_DELAY_SECONDS))
+        self.delay_seconds = settings.rollup_delay_seconds
 
     def tick(self) -> int:
         """Roll up the complete minutes not yet final; returns how many were written."""

@@ -91,6 +91,21 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(9101, ge=0, le=65535, description="Worker Prometheus endpoint (0: off).")
     scheduler_metrics_port: int = Field(9102, ge=0, le=65535, description="Scheduler Prometheus endpoint (0: off).")
 
+    # Scheduling and maintenance (docs/scheduling.md).
+    cron_misfire_grace_seconds: float = Field(
+        2.0, gt=0, description="A cron fire enqueued later than this was missed: the schedule's misfire policy applies."
+    )
+    cron_max_sleep_seconds: float = Field(
+        0.5, gt=0, description="Longest cron sleep: how soon schedules changed through the API are seen."
+    )
+    prune_interval_seconds: float = Field(60.0, gt=0, description="Pruner interval once it has caught up.")
+    prune_batch_size: int = Field(500, ge=1, description="Rows deleted per pruning transaction (short locks).")
+    worker_retention_seconds: int = Field(7 * 86400, ge=60, description="How long rows of stopped worker processes are kept.")
+    metrics_retention_seconds: int = Field(
+        30 * 86400, ge=3600, description="How long queue_metrics and job_metrics rows are kept."
+    )
+    rollup_delay_seconds: float = Field(2.0, ge=0, description="The metrics roll-up runs this long after each minute boundary.")
+
     # Workloads: proxy health checks, post publishing, proactive Telegram messages (docs/workloads.md).
     encryption_key: SecretStr | None = Field(
         None, description="Fernet key(s) encrypting bot tokens, OAuth tokens and proxy passwords at rest; comma-separated for rotation (the first encrypts, all decrypt). Required in production. Unset in development: a fixed key derived from a public string, INSECURE (anyone can decrypt). Make one: `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`."
@@ -148,6 +163,8 @@ class Settings(BaseSettings):
     def _check_together(self) -> "Settings":
         if self.backoff_base_seconds > self.backoff_max_seconds:
             raise ValueError("backoff_base_seconds must not exceed backoff_max_seconds")
+        if self.cron_max_sleep_seconds > self.cron_misfire_grace_seconds:
+            raise ValueError("cron_max_sleep_seconds must not exceed cron_misfire_grace_seconds, or on-time fires count as missed")
         if self.worker_stale_after_seconds < 2 * self.heartbeat_seconds:
             raise ValueError("worker_stale_after_seconds must be at least twice heartbeat_seconds, or live workers look dead")
         if self.env == "production" and not self.flower_basic_auth:

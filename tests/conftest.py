@@ -46,6 +46,8 @@ TEST_SETTINGS = {
     # Tests that scrape metrics choose free ports; the rest keep the default ports free.
     "JOBS_WORKER_METRICS_PORT": "0",
     "JOBS_SCHEDULER_METRICS_PORT": "0",
+    # The workloads' recurring fan-outs would add jobs to every test; their tests turn them on.
+    "JOBS_WORKLOAD_SCHEDULES": "false",
 }
 
 
@@ -143,10 +145,21 @@ def db(test_env: dict[str, str]) -> Iterator[Database]:
         tables = connection.execute(
             text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
         ).scalars().all()
-        connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        # Ids keep counting across tests: a message left in the broker by an earlier test can
+        # never name a job of this one.
+        connection.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
     with database.session() as session:
         queue_store.seed_queues(session, DEFAULT_QUEUES)
+    _clear_broker_keys(test_env["JOBS_BROKER_URL"], test_env["JOBS_BROKER_KEY_PREFIX"])
     yield database
+
+
+def _clear_broker_keys(redis_url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 @pytest.fixture

@@ -18,14 +18,20 @@ from sqlalchemy import text
 from shared.db import get_database
 
 
-def wait_for(condition: Callable[[], object], timeout: float, message: str, interval: float = 0.05) -> object:
+def wait_for(
+    condition: Callable[[], object], timeout: float, message: str, interval: float = 0.05,
+    on_timeout: Callable[[], object] | None = None,
+) -> object:
+    """Poll until `condition` is truthy; on time-out fail with the message (and what
+    `on_timeout` returns: the state worth seeing when it did not happen)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s: {message}")
+    detail = f"\n{on_timeout()}" if on_timeout is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s: {message}{detail}")
 
 
 def children_of(pid: int) -> list[int]:

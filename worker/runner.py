@@ -75,8 +75,8 @@ class JobRunner:
 
     def run(self, job_type: JobType[Any], handler: Handler, job_id: int, task_id: str | None) -> Attempt | None:
         job = self.connection.run(
-            lambda c: job_store.claim_job(c, job_id, self.worker_id, task_id, sql_now(self.clock)),
-            on_retry=lambda c: job_store.claim_job(c, job_id, self.worker_id, task_id, sql_now(self.clock))
+            lambda c: job_store.claim_job(c, job_id, job_type.name, self.worker_id, task_id, sql_now(self.clock)),
+            on_retry=lambda c: job_store.claim_job(c, job_id, job_type.name, self.worker_id, task_id, sql_now(self.clock))
             or job_store.reclaim_own_job(c, job_id, self.worker_id, task_id),
         )
         if job is None:

@@ -11,8 +11,10 @@ from shared.cli.doctor import doctor
 from shared.cli.flower import flower
 from shared.cli.jobs import jobs
 from shared.cli.queues import queues
+from shared.cli.schedules import schedules
 from shared.cli.stats import stats
 from shared.cli.up import up
+from shared.cli.workloads import accounts, messages, posts, proxies, users
 from shared.runtime import with_runtime_urls
 from shared.settings import get_settings
 
@@ -48,6 +50,12 @@ cli.add_command(flower)
 cli.add_command(jobs)
 cli.add_command(queues)
 cli.add_command(stats)
+cli.add_command(schedules)
+cli.add_command(users)
+cli.add_command(proxies)
+cli.add_command(accounts)
+cli.add_command(posts)
+cli.add_command(messages)
 
 
 def main() -> None:

@@ -93,11 +93,10 @@ def redispatch_lost(db: Executor, after_seconds: float, limit: int, now: datetim
 
 
 def claim_job(
-    db: Executor, job_id: int, worker_id: str, task_id: str | None, now: datetime | None = None
+    db: Executor, job_id: int, job_type: str, worker_id: str, task_id: str | None, now: datetime | None = None
 ) -> ClaimedJob | None:
-    row = db.execute(
-        query("claim_job"), {"job_id": job_id, "worker_id": worker_id, "task_id": task_id, "now": now}
-    ).first()
+    params = {"job_id": job_id, "job_type": job_type, "worker_id": worker_id, "task_id": task_id, "now": now}
+    row = db.execute(query("claim_job"), params).first()
     return ClaimedJob(**row._asdict()) if row is not None else None
 
 

@@ -101,7 +101,8 @@ RETURNING id, type, queue, priority, run_at, attempt, timeout_seconds;
 WITH claimed AS (
     UPDATE jobs SET state = 'running', attempt = attempt + 1, started_at = coalesce(:now, now()),
                     worker_id = :worker_id, progress = NULL
-    WHERE id = :job_id AND state = 'dispatched' AND cancel_requested_at IS NULL
+    -- The type must match the task the message named: a message can never run another job.
+    WHERE id = :job_id AND state = 'dispatched' AND cancel_requested_at IS NULL AND type = :job_type
     RETURNING id, type, queue, priority, payload, metadata, attempt, max_attempts, timeout_seconds,
               created_at, run_at, dispatched_at, started_at
 ), execution AS (

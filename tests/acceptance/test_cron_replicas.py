@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from scheduler.cron import MISFIRE_GRACE_SECONDS
+from shared.settings import get_settings
 from shared.schedules import cron_lateness
 from tests.processes import wait_for
 from tests.schedules_fixture import CATCH_UP, CATCH_UP_LIMIT, QUEUE, RUN_ONCE, SKIP
@@ -94,7 +94,7 @@ def test_three_replicas_fire_every_second_exactly_once_and_a_follower_takes_over
         assert missing == expected[: len(missing)], f"{definition.name}: the hole is not one stretch before the takeover"
         assert have == expected[len(missing):]
         # Missed means later than the grace period when the new leader's first round ran.
-        grace = MISFIRE_GRACE_SECONDS * SECOND
+        grace = get_settings().cron_misfire_grace_seconds * SECOND
         assert all(f < took_over - grace for f in missing + [f for f, missed in after if missed])
         assert all(f > took_over - grace - 0.2 * SECOND for f, missed in after if not missed)
         holes[definition.name] = (len(missing), [f for f, missed in after if missed])

@@ -88,12 +88,14 @@ def test_each_case_ends_in_the_right_log_row_score_and_status(
 
 def test_the_schedule_fans_out_and_slow_checks_never_pile_up(db, processes, check_endpoint, http_proxy, stalling_proxy):
     fast, slow = add(db, "http", http_proxy.port), add(db, "http", stalling_proxy)
-    env = dict(BASE_ENV, JOBS_PROXY_CHECK_URL=check_endpoint, JOBS_PROXY_TOTAL_TIMEOUT_SECONDS="1.5",
+    env = dict(BASE_ENV, JOBS_WORKLOAD_SCHEDULES="true", JOBS_PROXY_CHECK_URL=check_endpoint, JOBS_PROXY_TOTAL_TIMEOUT_SECONDS="1.5",
                JOBS_PROXY_CHECK_CRON="* * * * * *", JOBS_PROXY_DISABLE_AFTER_FAILURES="100")
     processes.worker(concurrency=4, env=env)
     processes.scheduler(env=env)
     wait_for(lambda: count(db, "SELECT count(*) FROM proxy_health_logs WHERE proxy_id = :p", p=slow) >= 2, 30,
-             "two checks of the stalling proxy")
+             "two checks of the stalling proxy", on_timeout=lambda: rows(
+                 db, "SELECT type, state, payload::text, attempt, last_error, unique_key, unique_released FROM jobs "
+                     "WHERE type LIKE 'proxies.%' ORDER BY id"))
     fires = count(db, "SELECT count(*) FROM jobs WHERE type = 'proxies.check_all'")
     assert fires >= 4  # one a second
     checks = rows(db, "SELECT e.started_at, e.finished_at FROM jobs j JOIN job_executions e ON e.job_id = j.id "

@@ -63,7 +63,7 @@ def test_dispatch_claim_is_an_index_scan_with_a_million_finished_rows(db):
             INSERT INTO jobs (type, payload) SELECT 'test.record', '{"key": "q"}' FROM generate_series(1, 200)"""))
         connection.execute(text("ANALYZE jobs"))
         dispatch = _plan(connection, str(query("dispatch_queue")), {"queue": "default", "limit": 100, "now": None})
-        claim = _plan(connection, str(query("claim_job")), {"job_id": 5, "worker_id": "w", "task_id": "t", "now": None})
+        claim = _plan(connection, str(query("claim_job")), {"job_id": 5, "job_type": "test.record", "worker_id": "w", "task_id": "t", "now": None})
         in_flight = _plan(connection, str(query("queue_in_flight")), {"queue": "default"})
     assert "ix_jobs_runnable" in dispatch and "Seq Scan" not in dispatch
     # By primary key, or through the small partial index of dispatched jobs: both bounded.
