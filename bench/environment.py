@@ -96,6 +96,32 @@ class Environment:
         with get_database().engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE"))
 
+    def broker_keys(self) -> dict[str, int]:
+        """Lengths of the run's broker lists and hashes (queues, unacked): for diagnostics."""
+        client = self.redis()
+        try:
+            found = {}
+            for key in client.scan_iter(match=f"{self.key_prefix}*", count=1000):
+                kind = client.type(key).decode()
+                if kind in ("list", "hash", "zset"):
+                    size = {"list": client.llen, "hash": client.hlen, "zset": client.zcard}[kind](key)
+                    found[key.decode()[len(self.key_prefix):]] = size
+            return found
+        finally:
+            client.close()
+
+    def purge_queue(self) -> None:
+        """Drop messages left in the run's queue (by a failed run); bindings stay, so a client
+        that has already declared the queue can go on publishing."""
+        client = self.redis()
+        try:
+            keys = [k for k in client.scan_iter(match=f"{self.key_prefix}{QUEUE}*", count=1000)]
+            keys += [k for k in client.scan_iter(match=f"{self.key_prefix}unacked*", count=1000)]
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
     def clear_keys(self) -> int:
         client = self.redis()
         try:
