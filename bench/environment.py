@@ -85,12 +85,13 @@ class Environment:
         self.reset_tables()
 
     def reset_tables(self) -> None:
-        """Empty every platform table (and Celery's result tables) and seed the queues again."""
+        """Empty every platform table (and Celery's result tables) and seed the queues again.
+        Ids keep growing: a message left from an earlier run can never name a new job."""
         with get_database().engine.begin() as connection:
             tables = connection.execute(text(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
             )).scalars().all()
-            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            connection.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
         with get_database().session() as session:
             queue_store.seed_queues(session, get_settings().default_queues)
         with get_database().engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
