@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import groupby
 from typing import Sequence
 
 from shared.store.rows import ClaimedJob, DispatchedJob, Executor, Finish, NewJob, QueueRow
@@ -10,23 +11,28 @@ from shared.store.sql import query
 
 
 def insert_jobs(db: Executor, jobs: Sequence[NewJob], now: datetime | None = None) -> list[int]:
-    """Insert many jobs in one statement; ids in the order given."""
-    if not jobs:
-        return []
-    params = {
-        "types": [j.type for j in jobs],
-        "queues": [j.queue for j in jobs],
-        "states": [j.state for j in jobs],
-        "priorities": [j.priority for j in jobs],
-        "payloads": [j.payload_json for j in jobs],
-        "metadatas": [j.metadata_json for j in jobs],
-        "max_attempts": [j.max_attempts for j in jobs],
-        "timeouts": [j.timeout_seconds for j in jobs],
-        "run_ats": [j.run_at for j in jobs],
-        "limit_keys": [j.limit_key for j in jobs],
-        "now": now,
-    }
-    return list(db.execute(query("insert_jobs"), params).scalars())
+    """Insert many jobs, one statement per run of jobs that share all but payload and limit key
+    (enqueue_many makes exactly one such run); ids in the order given."""
+    ids: list[int] = []
+    for _, run in groupby(jobs, key=_shared_fields):
+        batch = list(run)
+        first = batch[0]
+        keys = [j.limit_key for j in batch]
+        params = {
+            "type": first.type, "queue": first.queue, "state": first.state, "priority": first.priority,
+            "metadata": first.metadata_json, "max_attempts": first.max_attempts, "timeout": first.timeout_seconds,
+            "run_at": first.run_at, "now": now,
+            "payloads": "[" + ",".join(j.payload_json for j in batch) + "]",
+            "limit_keys": keys if any(k is not None for k in keys) else None,
+        }
+        # Identities are drawn in insertion order, which follows the payloads' order.
+        ids.extend(sorted(db.execute(query("insert_jobs"), params).scalars()))
+    return ids
+
+
+def _shared_fields(job: NewJob) -> tuple[object, ...]:
+    return (job.type, job.queue, job.state, job.priority, job.metadata_json, job.max_attempts,
+            job.timeout_seconds, job.run_at)
 
 
 def insert_unique_job(db: Executor, job: NewJob, now: datetime | None = None) -> tuple[int, bool]:

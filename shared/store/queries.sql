@@ -3,16 +3,16 @@
 -- or a time passed in by an injected clock, so tests move time instead of sleeping.
 
 -- name: insert_jobs
--- Bulk enqueue: any number of rows in one statement, the arrays unnested by the server.
+-- Bulk enqueue of jobs that share all but payload and limit key, in one statement: the payloads
+-- travel as one JSON array (one parameter to parse, not thousands) and the rest as scalars.
+WITH batch AS (SELECT CAST(:limit_keys AS text[]) AS keys)
 INSERT INTO jobs (type, queue, state, priority, payload, metadata, max_attempts, timeout_seconds,
                   run_at, limit_key, created_at)
-SELECT t.type, t.queue, t.state, t.priority, t.payload, t.metadata, t.max_attempts, t.timeout_seconds,
-       coalesce(t.run_at, :now, now()), t.limit_key, coalesce(:now, now())
-FROM unnest(CAST(:types AS text[]), CAST(:queues AS text[]), CAST(:states AS text[]),
-            CAST(:priorities AS smallint[]), CAST(:payloads AS jsonb[]), CAST(:metadatas AS jsonb[]),
-            CAST(:max_attempts AS integer[]), CAST(:timeouts AS double precision[]),
-            CAST(:run_ats AS timestamptz[]), CAST(:limit_keys AS text[]))
-     AS t(type, queue, state, priority, payload, metadata, max_attempts, timeout_seconds, run_at, limit_key)
+SELECT CAST(:type AS text), CAST(:queue AS text), CAST(:state AS text), CAST(:priority AS smallint), p.value,
+       CAST(:metadata AS jsonb), CAST(:max_attempts AS integer), CAST(:timeout AS double precision),
+       coalesce(CAST(:run_at AS timestamptz), :now, now()), batch.keys[p.n], coalesce(:now, now())
+FROM jsonb_array_elements(CAST(:payloads AS jsonb)) WITH ORDINALITY AS p(value, n), batch
+ORDER BY p.n
 RETURNING id;
 
 -- name: insert_unique_job
