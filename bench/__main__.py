@@ -18,6 +18,7 @@ DEFAULTS = {
     "rate": (100.0, 100.0),
     "latency_seconds": (20.0, 5.0),
     "latency_reps": (3, 1),
+    "cron_seconds": (120.0, 20.0),
 }
 
 
@@ -32,6 +33,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, help="offered jobs per second in the latency test (default 100)")
     parser.add_argument("--latency-seconds", type=float, help="length of one latency run (default 20; quick 5)")
     parser.add_argument("--latency-reps", type=int, help="repetitions of each latency run (default 3; quick 1)")
+    parser.add_argument("--cron-seconds", type=float, help="length of the cron lateness run under load (default 120; quick 20)")
     parser.add_argument("--quiet-wait", type=float, default=5.0,
                         help="before each run, wait up to this many seconds for the machine to be under 20%% busy (default 5)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from bench import drain, enqueue_rate, latency
+from bench import cron_lateness, drain, enqueue_rate, latency
 from bench.context import Bench, Results
 
 
@@ -22,7 +22,7 @@ MEASUREMENTS: list[Measurement] = [
     Measurement("drain", drain.measure),
     Measurement("bulk_enqueue", enqueue_rate.measure),
     Measurement("latency", latency.measure),
-    # Measurement("cron_lateness", cron_lateness.measure),  # to come: cron_lateness_p99_ms
+    Measurement("cron_lateness", cron_lateness.measure),
 ]
 
 
