@@ -63,7 +63,9 @@ class _QueueNames:
 _queues = _QueueNames()
 
 
-def _payload_json(job_type: JobType[BaseModel], payload: Mapping[str, Any] | BaseModel, limit: int) -> tuple[str, BaseModel]:
+def validate_payload(job_type: JobType[BaseModel], payload: Mapping[str, Any] | BaseModel, limit: int) -> tuple[str, BaseModel]:
+    """The one payload check (enqueue and schedules): the type's model, then the size limit.
+    Returns the encoded JSON and the validated model; raises PayloadInvalid / PayloadTooLarge."""
     try:
         if isinstance(payload, BaseModel) and not isinstance(payload, job_type.payload):
             raise PayloadInvalid(
@@ -175,7 +177,7 @@ def enqueue(
     """
     clock = clock or SystemClock()
     declared = registry.get(job_type if isinstance(job_type, str) else job_type.name)
-    payload_json, model = _payload_json(declared, payload or {}, get_settings().max_payload_bytes)
+    payload_json, model = validate_payload(declared, payload or {}, get_settings().max_payload_bytes)
     options = _options(declared, clock, queue, priority, run_at, delay, max_attempts, timeout)
     period = declared.unique_for_seconds if unique_for is None else unique_for
     if period < 0:
@@ -258,7 +260,7 @@ def enqueue_many(
     rows: list[NewJob] = []
     for index, payload in enumerate(payloads):
         try:
-            payload_json, model = _payload_json(declared, payload, limit)
+            payload_json, model = validate_payload(declared, payload, limit)
         except ValidationError as exc:
             raise type(exc)(f"payloads[{index}]: {exc}", field=f"payloads[{index}]") from None
         rows.append(NewJob(

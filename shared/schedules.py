@@ -23,8 +23,8 @@ from pydantic import BaseModel
 from shared.clock import Clock, SystemClock, sql_now
 from shared.crontime import next_fire, parse
 from shared.db import Database, get_database
-# The same payload and limit-key rules as enqueue (_payload_json is its one payload check).
-from shared.enqueue import _payload_json, limit_key
+# The same payload and limit-key rules as enqueue.
+from shared.enqueue import validate_payload, limit_key
 from shared.errors import NotFound, ScheduleInvalid, UnknownJobType, ValidationError
 from shared.jobtypes.registry import JobType, Registry, registry as default_registry
 from shared.models.platform import PRIORITY_MAX, PRIORITY_MIN, QUEUE_NAME_PATTERN
@@ -76,7 +76,7 @@ def define(
         raise ScheduleInvalid(f"schedule name {name!r} must be 1-200 letters, digits, '_', '.', ':' or '-'", field="name")
     spec = parse(cron, timezone)
     try:
-        encoded, _ = _payload_json(declared, payload or {}, get_settings().max_payload_bytes)
+        encoded, _ = validate_payload(declared, payload or {}, get_settings().max_payload_bytes)
     except ValidationError as exc:
         raise ScheduleInvalid(f"payload: {exc}", field="payload") from None
     queue = declared.queue if queue is None else queue
@@ -213,7 +213,7 @@ def fire_job(row: ScheduleRow, registry: Registry = default_registry) -> FireJob
     """The job a schedule makes, with its type's defaults; ValidationError when the type is not
     declared in this process or the stored payload no longer fits its model."""
     declared = registry.get(row.job_type)
-    encoded, model = _payload_json(declared, row.payload, get_settings().max_payload_bytes)
+    encoded, model = validate_payload(declared, row.payload, get_settings().max_payload_bytes)
     return FireJob(
         schedule_id=row.id, type=declared.name, queue=row.queue, priority=row.priority, payload_json=encoded,
         max_attempts=declared.max_attempts or get_settings().default_max_attempts,
