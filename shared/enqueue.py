@@ -39,8 +39,8 @@ class Enqueued:
     duplicate: bool = False  # a unique job: the key was held by this existing job
 
 
-class _QueueNames:
-    """Known queue names, cached per process; a miss re-reads before refusing."""
+class QueueNames:
+    """Known queue names, cached per process; a miss re-reads before answering."""
 
     ttl_seconds = 5.0
 
@@ -49,18 +49,21 @@ class _QueueNames:
         self._read_at = 0.0
         self._lock = threading.Lock()
 
-    def check(self, db: Executor, name: str) -> None:
+    def known(self, db: Executor, name: str) -> bool:
         if name in self._names and time.monotonic() - self._read_at < self.ttl_seconds:
-            return
+            return True
         with self._lock:
             self._names = frozenset(q.name for q in queue_store.list_queues(db))
             self._read_at = time.monotonic()
-        if name not in self._names:
+        return name in self._names
+
+    def check(self, db: Executor, name: str) -> None:
+        if not self.known(db, name):
             known = ", ".join(sorted(self._names)) or "none"
             raise UnknownQueue(f"unknown queue {name!r} (known: {known})", field="queue", queue=name)
 
 
-_queues = _QueueNames()
+queue_names = QueueNames()
 
 
 def validate_payload(job_type: JobType[BaseModel], payload: Mapping[str, Any] | BaseModel, limit: int) -> tuple[str, BaseModel]:
@@ -194,7 +197,7 @@ def enqueue(
     if parents and row.unique_key is not None:
         raise ValidationError("a job cannot be both unique and dependent", field="unique_key")
     with translate_errors():
-        _queues.check(session, options.queue)
+        queue_names.check(session, options.queue)
         if parents:
             return _enqueue_dependent(session, row, parents, clock)
         if row.unique_key is not None:
@@ -270,7 +273,7 @@ def enqueue_many(
             limit_key=limit_key(declared, model),
         ))
     with translate_errors():
-        _queues.check(session, options.queue)
+        queue_names.check(session, options.queue)
         return job_store.insert_jobs(session, rows, sql_now(clock))
 
 

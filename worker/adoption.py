@@ -9,15 +9,15 @@ made instead of making a second one.
 from __future__ import annotations
 
 import json
-import threading
-import time
+from dataclasses import replace
 from typing import Any
 
 from shared.db import Database
+from shared.enqueue import queue_names
 from shared.jobtypes.registry import JobType
 from shared.models.states import JobState
 from shared.store import jobs as job_store
-from shared.store import queues as queue_store
+from shared.settings import get_settings
 from shared.store.rows import NewJob
 
 ADOPTED_KEY_PREFIX = "celery-task:"
@@ -25,22 +25,6 @@ ADOPTED_KEY_PREFIX = "celery-task:"
 ADOPTED_UNIQUE_SECONDS = 7 * 24 * 3600.0
 
 
-class _KnownQueues:
-    def __init__(self) -> None:
-        self.names: frozenset[str] = frozenset()
-        self.read_at = 0.0
-        self.lock = threading.Lock()
-
-    def get(self, database: Database) -> frozenset[str]:
-        with self.lock:
-            if time.monotonic() - self.read_at > 10.0:
-                with database.session() as session:
-                    self.names = frozenset(q.name for q in queue_store.list_queues(session))
-                self.read_at = time.monotonic()
-            return self.names
-
-
-_queues = _KnownQueues()
 
 
 def adopt(
@@ -51,13 +35,13 @@ def adopt(
     # Positional arguments cannot be matched to payload fields: they are kept, so validation
     # refuses the payload and the job ends discarded, with the reason on record.
     payload = dict(kwargs, __args__=list(args)) if args else dict(kwargs)
-    queue = routing_key if routing_key in _queues.get(database) else job_type.queue
     row = NewJob(
-        type=job_type.name, queue=queue, state=JobState.DISPATCHED, priority=job_type.priority,
+        type=job_type.name, queue=job_type.queue, state=JobState.DISPATCHED, priority=job_type.priority,
         payload_json=json.dumps(payload, default=str), metadata_json=json.dumps({"adopted_from": "celery"}),
-        max_attempts=job_type.max_attempts or 20, timeout_seconds=job_type.timeout_seconds, run_at=None,
+        max_attempts=job_type.max_attempts or get_settings().default_max_attempts, timeout_seconds=job_type.timeout_seconds, run_at=None,
         unique_key=ADOPTED_KEY_PREFIX + task_id, unique_period_seconds=ADOPTED_UNIQUE_SECONDS,
     )
     with database.session() as session:
-        job_id, _ = job_store.insert_unique_job(session, row)
+        queue = routing_key if routing_key and queue_names.known(session, routing_key) else job_type.queue
+        job_id, _ = job_store.insert_unique_job(session, replace(row, queue=queue))
     return job_id

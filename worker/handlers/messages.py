@@ -31,6 +31,7 @@ from shared.settings import get_settings
 from shared.workloads.messages import FAN_OUT_PAGE, active_connection, deactivate_connection, enqueue_due_messages
 from worker.binding import handles
 from worker.context import JobContext
+from worker.fanout import fan_out_pages
 from worker.platforms import (
     AuthExpired, OutcomeUnknown, PermanentFailure, RateLimited, RecipientBlocked, TelegramBotApi, TransientFailure,
 )
@@ -47,13 +48,7 @@ class Delivery:
 
 @handles(SEND_DUE)
 def send_due(payload: EmptyPayload, ctx: JobContext) -> None:
-    total = 0
-    while True:  # a page per transaction
-        with get_database().session() as session:
-            jobs = enqueue_due_messages(session, limit=FAN_OUT_PAGE)
-        total += len(jobs)
-        if len(jobs) < FAN_OUT_PAGE:
-            break
+    total = fan_out_pages(lambda session, limit: enqueue_due_messages(session, limit=limit), FAN_OUT_PAGE)
     if total:
         ctx.logger.info("%d message sends enqueued", total)
 

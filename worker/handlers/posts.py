@@ -26,6 +26,7 @@ from shared.settings import Settings, get_settings
 from shared.workloads.posts import FAN_OUT_PAGE, expire_account, settle_post, start_due_posts
 from worker.binding import handles
 from worker.context import JobContext
+from worker.fanout import fan_out_pages
 from worker.platforms import (
     INSTAGRAM, THREADS, AuthExpired, GraphPublisher, OutcomeUnknown, PermanentFailure, RateLimited,
     RecipientBlocked, TelegramBotApi, TransientFailure, WebhookPublisher,
@@ -56,13 +57,7 @@ def marker(publication_id: int) -> str:
 
 @handles(START_DUE)
 def start_due(payload: EmptyPayload, ctx: JobContext) -> None:
-    total = 0
-    while True:  # a page per transaction, so a big morning does not hold one huge one
-        with get_database().session() as session:
-            jobs = start_due_posts(session, limit=FAN_OUT_PAGE)
-        total += len(jobs)
-        if len(jobs) < FAN_OUT_PAGE:
-            break
+    total = fan_out_pages(lambda session, limit: start_due_posts(session, limit=limit), FAN_OUT_PAGE)
     if total:
         ctx.logger.info("%d publication jobs enqueued", total)
 
