@@ -7,8 +7,10 @@ import logging
 import os
 import socket
 import uuid
+from typing import Any
 
 from shared.broker import make_celery
+from shared.cli.exits import one_line_errors
 from shared.clock import SystemClock
 from shared.db import make_database
 from shared.errors import ConfigurationError
@@ -22,6 +24,15 @@ from scheduler.supervisor import Supervisor
 
 
 def main() -> None:
+    with one_line_errors():  # a bad setting or a database that is not there: one line, exit 2 or 1
+        supervisor, exporter = _start()
+    supervisor.run_forever()
+    if exporter is not None:
+        exporter.stop()
+    logging.shutdown()
+
+
+def _start() -> tuple[Supervisor, Any]:
     settings = get_settings()
     configure_logging(settings)
     registry = load_declarations(settings.imports)
@@ -35,10 +46,7 @@ def main() -> None:
     services = build_services(database, app, settings, registry, clock)
     supervisor = Supervisor(services, LeaderElection(database, holder, clock))
     exporter = start_exporter(supervisor, database, settings, clock)  # None when the port is 0
-    supervisor.run_forever()
-    if exporter is not None:
-        exporter.stop()
-    logging.shutdown()
+    return supervisor, exporter
 
 
 if __name__ == "__main__":

@@ -162,17 +162,17 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_together(self) -> "Settings":
         if self.backoff_base_seconds > self.backoff_max_seconds:
-            raise ValueError("backoff_base_seconds must not exceed backoff_max_seconds")
+            raise ValueError("JOBS_BACKOFF_BASE_SECONDS must not exceed JOBS_BACKOFF_MAX_SECONDS")
         if self.cron_max_sleep_seconds > self.cron_misfire_grace_seconds:
-            raise ValueError("cron_max_sleep_seconds must not exceed cron_misfire_grace_seconds, or on-time fires count as missed")
+            raise ValueError("JOBS_CRON_MAX_SLEEP_SECONDS must not exceed JOBS_CRON_MISFIRE_GRACE_SECONDS, or on-time fires count as missed")
         if self.worker_stale_after_seconds < 2 * self.heartbeat_seconds:
-            raise ValueError("worker_stale_after_seconds must be at least twice heartbeat_seconds, or live workers look dead")
+            raise ValueError("JOBS_WORKER_STALE_AFTER_SECONDS must be at least twice JOBS_HEARTBEAT_SECONDS, or live workers look dead")
         if self.env == "production" and not self.flower_basic_auth:
-            raise ValueError("flower_basic_auth (user:password) is required when env is production")
+            raise ValueError("JOBS_FLOWER_BASIC_AUTH (user:password) is required when JOBS_ENV is production")
         if self.flower_basic_auth is not None and ":" not in self.flower_basic_auth:
-            raise ValueError("flower_basic_auth must look like user:password")
+            raise ValueError("JOBS_FLOWER_BASIC_AUTH must look like user:password")
         if not self.default_queues:
-            raise ValueError("default_queues must name at least one queue")
+            raise ValueError("JOBS_DEFAULT_QUEUES must name at least one queue")
         return self
 
     @model_validator(mode="after")
@@ -180,16 +180,16 @@ class Settings(BaseSettings):
         # After _check_together (pydantic runs "after" validators in order): the platform's own
         # rules are reported first.
         if self.env == "production" and self.encryption_key is None:
-            raise ValueError("encryption_key is required when env is production (the development key is public)")
+            raise ValueError("JOBS_ENCRYPTION_KEY is required when JOBS_ENV is production (the development key is public)")
         if self.encryption_key is not None:
             for key in self.encryption_key.get_secret_value().split(","):
                 try:
                     Fernet(key.strip())
                 except (ValueError, TypeError):
                     # Never echo the value: it is a secret even when malformed.
-                    raise ValueError("encryption_key must be Fernet keys (32 url-safe base64-encoded bytes), comma-separated") from None
+                    raise ValueError("JOBS_ENCRYPTION_KEY must be Fernet keys (32 url-safe base64-encoded bytes), comma-separated") from None
         if self.proxy_connect_timeout_seconds > self.proxy_total_timeout_seconds:
-            raise ValueError("proxy_connect_timeout_seconds must not exceed proxy_total_timeout_seconds")
+            raise ValueError("JOBS_PROXY_CONNECT_TIMEOUT_SECONDS must not exceed JOBS_PROXY_TOTAL_TIMEOUT_SECONDS")
         return self
 
     @property
@@ -235,10 +235,10 @@ def _settings_from_mapping(env: dict[str, str], overrides: dict[str, Any]) -> Se
 def _describe(exc: PydanticValidationError) -> str:
     problems = []
     for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "settings"
-        key = f"{ENV_PREFIX}{where}".upper() if error["loc"] else "settings"
         message = error["msg"].removeprefix("Value error, ")
-        problems.append(f"{key}: {message}")
+        if error["loc"]:
+            message = f"{ENV_PREFIX}{'.'.join(str(part) for part in error['loc'])}".upper() + f": {message}"
+        problems.append(message)  # a rule across fields names its settings in its own words
     return "invalid settings: " + "; ".join(problems)
 
 

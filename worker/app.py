@@ -14,6 +14,7 @@ from celery import Celery, Task
 from celery.signals import celeryd_init, setup_logging, worker_process_init, worker_process_shutdown, worker_ready
 
 from shared.broker import make_celery
+from shared.cli.exits import one_line_errors
 from shared.clock import SystemClock
 from shared.db import get_database, reset_database
 from shared.jobtypes.registry import JobType, load_declarations
@@ -28,9 +29,10 @@ import worker.metrics  # noqa: F401,E402 - registers the metrics observer and se
 
 log = logging.getLogger(__name__)
 
-settings = get_settings()
-app: Celery = make_celery(settings)
-registry = load_declarations(settings.imports)
+with one_line_errors():  # a mistyped setting ends the worker with one line, not Celery's traceback
+    settings = get_settings()
+    app: Celery = make_celery(settings)
+    registry = load_declarations(settings.imports)
 importlib.import_module("worker.handlers")
 
 _state: dict[str, Any] = {"queues": []}

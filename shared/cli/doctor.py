@@ -66,7 +66,7 @@ def doctor() -> None:
     try:
         settings = with_runtime_urls(load_settings())
     except ConfigurationError as exc:
-        click.echo(f"FAIL settings: {exc}")
+        click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     import celery
     import kombu

@@ -15,6 +15,7 @@ import sys
 
 import click
 
+from shared.cli.exits import as_click
 from shared.errors import ConfigurationError
 from shared.runtime import with_runtime_urls
 from shared.settings import ENV_PREFIX, Settings, load_settings
@@ -55,7 +56,7 @@ def flower(port: int | None, address: str | None) -> None:
     try:
         argv, env = flower_command(with_runtime_urls(load_settings()), port, address)
     except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise as_click(exc) from None
     if "FLOWER_BASIC_AUTH" not in env:
         bind = next(a.split("=", 1)[1] for a in argv if a.startswith("--address="))
         click.echo(f"warning: Flower runs without authentication (development), listening on {bind}", err=True)
@@ -63,4 +64,6 @@ def flower(port: int | None, address: str | None) -> None:
 
 
 if __name__ == "__main__":
-    flower()
+    from shared.cli.main import main
+
+    main(["flower", *sys.argv[1:]])  # through jobctl's entry point: its errors read as one line

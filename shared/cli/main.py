@@ -1,69 +1,22 @@
-"""The `jobctl` command group."""
+"""`jobctl`: the entry point. Everything, imports included, runs under one-line errors: a
+mistyped setting is refused while the commands' modules load, and must read as one line too."""
 
 from __future__ import annotations
 
 import sys
 
-import click
-
-from shared.errors import PlatformError
-from shared.cli.doctor import doctor
-from shared.cli.flower import flower
-from shared.cli.jobs import jobs
-from shared.cli.queues import queues
-from shared.cli.schedules import schedules
-from shared.cli.stats import stats
-from shared.cli.up import up
-from shared.cli.workloads import accounts, messages, posts, proxies, users
-from shared.runtime import with_runtime_urls
-from shared.settings import get_settings
+from shared.cli.exits import DEBUG_FLAG, one_line_errors
 
 
-@click.group()
-def cli() -> None:
-    """Operate the job platform."""
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    with one_line_errors(args):
+        from shared.cli.commands import cli
 
-
-@cli.command()
-def migrate() -> None:
-    """Upgrade the database schema to the newest revision."""
-    from shared import migrate as migrations
-
-    settings = with_runtime_urls(get_settings())
-    if not settings.database_url:
-        raise click.ClickException("JOBS_DATABASE_URL is not set")
-    migrations.upgrade(settings.database_url)
-    click.echo(f"database at revision {migrations.current_revision(settings.database_url)}")
-
-
-@cli.command("settings")
-def settings_reference() -> None:
-    """Print the settings reference (Markdown), as in docs/settings.md."""
-    from shared.settings_doc import settings_markdown
-
-    click.echo(settings_markdown(), nl=False)
-
-
-cli.add_command(up)
-cli.add_command(doctor)
-cli.add_command(flower)
-cli.add_command(jobs)
-cli.add_command(queues)
-cli.add_command(stats)
-cli.add_command(schedules)
-cli.add_command(users)
-cli.add_command(proxies)
-cli.add_command(accounts)
-cli.add_command(posts)
-cli.add_command(messages)
-
-
-def main() -> None:
-    try:
-        cli(standalone_mode=True)
-    except PlatformError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        # standalone_mode=False: click raises instead of printing its usage block, so a usage
+        # error is one line here too.
+        result = cli.main([a for a in args if a != DEBUG_FLAG], prog_name="jobctl", standalone_mode=False)
+        sys.exit(result if isinstance(result, int) else 0)  # an int here is click's own exit code (--help)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import click
 
+from shared.cli.exits import as_click
 from shared.db import Database, get_database
 from shared.errors import PlatformError
 from shared.runtime import with_runtime_urls
@@ -33,14 +34,15 @@ def database() -> Database:
 
 def refusals_as_errors(command: F) -> F:
     """Turn the platform's errors (unknown job, unknown queue, a state that forbids the action,
-    an unreachable database) into a one-line message and exit code 1, without a traceback."""
+    an unreachable database) into a one-line message without a traceback: exit code 2 for a
+    refused argument, 1 for the rest (shared/cli/exits.py)."""
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except PlatformError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise as_click(exc) from None
 
     return run  # type: ignore[return-value]
 

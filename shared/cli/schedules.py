@@ -10,6 +10,7 @@ from typing import Any, Callable, TypeVar
 
 import click
 
+from shared.cli.exits import as_click
 from shared import schedules as api
 from shared.db import Database, get_database
 from shared.errors import PlatformError
@@ -30,14 +31,14 @@ def _database() -> Database:
 
 
 def _platform_errors(command: F) -> F:
-    """Refusals print as one clear line and exit 1, whoever invokes the command."""
+    """Refusals print as one clear line (exit 2 for a refused argument, else 1), whoever invokes the command."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except PlatformError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise as_click(exc) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import text
 
 from shared.cli.jobs import jobs
-from shared.cli.main import cli
+from shared.cli.commands import cli
 from shared.cli.queues import queues
 from shared.cli.stats import stats
 from shared.enqueue import enqueue_many_now, enqueue_now
@@ -35,7 +35,7 @@ Q, HELD = "opstest", "opsheld"
 
 @pytest.fixture
 def jobctl() -> click.Group:
-    """The `jobctl` group with the operator commands, as shared/cli/main.py adds them."""
+    """The `jobctl` group with the operator commands, as shared/cli/commands.py adds them."""
     for command in (jobs, queues, stats):
         cli.add_command(command)
     return cli
@@ -115,7 +115,7 @@ def test_jobs_commands_refuse_unknown_jobs_queues_and_bad_filters(db, jobctl):
     assert "no job with id 987654" in run(jobctl, "jobs", "show", "987654", exit_code=1).stderr
     assert "no job with id 987654" in run(jobctl, "jobs", "retry", "987654", exit_code=1).stderr
     assert "no job with id 987654" in run(jobctl, "jobs", "cancel", "987654", exit_code=1).stderr
-    unknown = run(jobctl, "jobs", "list", "--queue", "nope", exit_code=1).stderr
+    unknown = run(jobctl, "jobs", "list", "--queue", "nope", exit_code=2).stderr
     assert "unknown queue 'nope' (known: bulk, default, high, low)" in unknown
     assert "'bogus' is not one of" in run(jobctl, "jobs", "list", "--state", "bogus", exit_code=2).stderr
     assert "neither an ISO 8601 time" in run(jobctl, "jobs", "list", "--since", "yesterday", exit_code=2).stderr
@@ -153,7 +153,7 @@ def test_queues_pause_resume_list_and_stats(stack, jobctl):
     assert run(jobctl, "queues", "resume", HELD).stdout.strip() == f"queue {HELD} resumed"
     wait_for(lambda: [state_of(db, i) for i in held] == ["succeeded", "succeeded"], 30, "resumed jobs run")
     for action in ("pause", "resume"):
-        assert "unknown queue 'nope'" in run(jobctl, "queues", action, "nope", exit_code=1).stderr
+        assert "unknown queue 'nope'" in run(jobctl, "queues", action, "nope", exit_code=2).stderr
 
 
 def test_flower_refuses_to_start_unprotected_in_production(test_env):
@@ -164,5 +164,5 @@ def test_flower_refuses_to_start_unprotected_in_production(test_env):
 
         env["JOBS_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
     result = subprocess.run([sys.executable, "-m", "shared.cli.flower"], env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "flower_basic_auth (user:password) is required when env is production" in result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "JOBS_FLOWER_BASIC_AUTH (user:password) is required when JOBS_ENV is production" in result.stderr

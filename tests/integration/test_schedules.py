@@ -293,7 +293,7 @@ def test_cli_manages_schedules_and_refuses_bad_input_clearly(db):
     assert "deleted nightly" in run("delete", "nightly", "--yes")
 
     refused = runner.invoke(schedules_cli, ["add", "x", "--type", "test.record", "--cron", "* * *", "--payload", '{"key": "x"}'])
-    assert refused.exit_code == 1 and "cron '* * *' has 3 fields" in refused.output
+    assert refused.exit_code == 2 and "cron '* * *' has 3 fields" in refused.output
     refused = runner.invoke(schedules_cli, ["set-cron", "missing", "* * * * *"])
     assert refused.exit_code == 1 and "no schedule named 'missing'" in refused.output
     assert "no schedules" in run("list")

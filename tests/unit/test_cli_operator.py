@@ -54,7 +54,7 @@ def test_json_output_is_plain_data(capsys):
 
 
 def test_settings_refuse_production_without_flower_credentials():
-    with pytest.raises(ConfigurationError, match="flower_basic_auth .* is required when env is production"):
+    with pytest.raises(ConfigurationError, match="JOBS_FLOWER_BASIC_AUTH .* is required when JOBS_ENV is production"):
         load_settings(production())
 
 

@@ -33,7 +33,7 @@ def test_development_uses_a_fixed_key_so_every_process_agrees():
 def test_production_refuses_to_start_without_a_key():
     with pytest.raises(ConfigurationError) as refused:
         settings(env="production", flower_basic_auth="a:b")
-    assert "encryption_key is required" in str(refused.value)
+    assert "JOBS_ENCRYPTION_KEY is required" in str(refused.value)
 
 
 def test_a_malformed_key_is_refused_without_being_echoed():

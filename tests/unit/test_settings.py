@@ -32,9 +32,9 @@ def test_bad_values_are_named(key, value, words):
 
 
 def test_fields_are_checked_together():
-    with pytest.raises(ConfigurationError, match="at least twice heartbeat_seconds"):
+    with pytest.raises(ConfigurationError, match="at least twice JOBS_HEARTBEAT_SECONDS"):
         load_settings({"JOBS_HEARTBEAT_SECONDS": "10", "JOBS_WORKER_STALE_AFTER_SECONDS": "15"})
-    with pytest.raises(ConfigurationError, match="flower_basic_auth .* is required when env is production"):
+    with pytest.raises(ConfigurationError, match="JOBS_FLOWER_BASIC_AUTH .* is required when JOBS_ENV is production"):
         load_settings({"JOBS_ENV": "production"})
 
 
