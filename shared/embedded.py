@@ -34,6 +34,7 @@ class EmbeddedServices:
 
     database_url: str | None = None
     broker_url: str | None = None
+    pids: list[int] = field(default_factory=list)  # servers run as our children (for the stack lock)
     _stops: list[Callable[[], None]] = field(default_factory=list)
 
     def stop(self) -> None:
@@ -84,6 +85,7 @@ def start_redis(data_dir: Path, services: EmbeddedServices, port: int | None = N
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     services._stops.append(lambda: _stop_process(process))
+    services.pids.append(process.pid)
     _wait_for_port(port, process)
     return f"redis://127.0.0.1:{port}/0"
 

@@ -23,6 +23,10 @@ class ConfigurationError(PlatformError):
     """The platform settings are invalid."""
 
 
+class StackRunning(ConfigurationError):
+    """Another `jobctl up` is running on this data folder."""
+
+
 class ValidationError(PlatformError):
     """The input was refused; nothing was written."""
 

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 
 @dataclass
@@ -34,12 +34,15 @@ class Child:
 @dataclass
 class Stack:
     env: Mapping[str, str]
+    on_spawn: Callable[[int], None] | None = None  # told each child's pid (the stack lock lists them)
     children: list[Child] = field(default_factory=list)
 
     def spawn(self, name: str, argv: Sequence[str]) -> Child:
         process = subprocess.Popen(list(argv), env=dict(self.env), start_new_session=True)
         child = Child(name, process)
         self.children.append(child)
+        if self.on_spawn is not None:
+            self.on_spawn(process.pid)
         return child
 
     def first_dead(self) -> Child | None:

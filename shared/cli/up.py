@@ -18,7 +18,7 @@ from shared.broker import make_celery
 from shared.db import make_database
 from shared.embedded import start_missing
 from shared.errors import ServiceUnavailable
-from shared.runtime import clear_runtime, mask_url, write_runtime
+from shared.runtime import StackLock, clear_runtime, mask_url, write_runtime
 from shared.settings import ENV_PREFIX, Settings, get_settings
 from shared.store import queues as queue_store
 from shared.cli.stack import Stack
@@ -35,7 +35,20 @@ def up(queues: str | None, concurrency: int | None, flower: bool, grace: float) 
     """Start (or connect to) PostgreSQL and Redis, migrate, seed queues, and run a worker, the
     scheduler and Flower until Ctrl-C."""
     settings = get_settings()
+    lock = StackLock(settings.data_dir)
+    leftovers = lock.acquire()  # before anything starts: a second stack changes nothing
+    if leftovers:
+        click.echo(f"ended {len(leftovers)} processes a killed stack left on {settings.data_dir}", err=True)
+    try:
+        _run(settings, lock, queues, concurrency, flower)
+    finally:
+        lock.release()
+
+
+def _run(settings: Settings, lock: StackLock, queues: str | None, concurrency: int | None, flower: bool) -> None:
     services = start_missing(settings.database_url, settings.broker_url, settings.data_dir)
+    for pid in services.pids:
+        lock.add_child(pid)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -44,10 +57,10 @@ def up(queues: str | None, concurrency: int | None, flower: bool, grace: float) 
         assert services.database_url and services.broker_url
         settings = settings.model_copy(update={"database_url": services.database_url, "broker_url": services.broker_url})
         _prepare_database(settings)
-        write_runtime(settings, services.database_url, services.broker_url)
-        stack = Stack(_child_env(settings))
+        stack = Stack(_child_env(settings), on_spawn=lock.add_child)
         _spawn(stack, settings, queues or ",".join(settings.default_queues), concurrency or settings.worker_concurrency, flower)
         _wait_ready(stack, settings, flower, stop)
+        write_runtime(settings, services.database_url, services.broker_url, _flower_url(settings) if flower else None)
         click.echo(_ready_line(settings, flower), nl=True)
         sys.stdout.flush()
         while not stop.wait(0.5):
@@ -125,6 +138,10 @@ def _flower_answers(settings: Settings) -> bool:
         return False
 
 
+def _flower_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.flower_port}"
+
+
 def _ready_line(settings: Settings, flower: bool) -> str:
     parts = [
         "ready",
@@ -132,7 +149,7 @@ def _ready_line(settings: Settings, flower: bool) -> str:
         f"broker={mask_url(settings.broker_url)}",
     ]
     if flower:
-        parts.append(f"flower=http://127.0.0.1:{settings.flower_port}")
+        parts.append(f"flower={_flower_url(settings)}")
     if settings.worker_metrics_port:
         parts.append(f"worker_metrics=http://127.0.0.1:{settings.worker_metrics_port}/metrics")
     if settings.scheduler_metrics_port:
