@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from shared.errors import ConfigurationError, PlatformError, ServiceUnavailable, StoreError
+from shared.runtime import with_runtime_urls
 from shared.settings import Settings, get_settings
 
 
@@ -31,9 +32,15 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session in one transaction: committed on success, rolled back on error."""
-        with translate_errors(), self.sessions.begin() as session:
-            yield session
+        """A session committed when the block ends, rolled back on an error. Like any SQLAlchemy
+        session it begins on first use, so `with session.begin():` inside it works as usual."""
+        with translate_errors(), self.sessions() as session:
+            try:
+                yield session
+            except BaseException:
+                session.rollback()
+                raise
+            session.commit()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -74,13 +81,15 @@ _database: Database | None = None
 
 
 def get_database(settings: Settings | None = None) -> Database:
-    """The process-wide database, rebuilt after a fork."""
+    """The process-wide database, rebuilt after a fork: JOBS_DATABASE_URL, or else the database
+    of the `jobctl up` running on this data folder (found the way jobctl finds it)."""
     global _database
     with _lock:
         if _database is None or _database.pid != os.getpid():
-            settings = settings or get_settings()
+            # Unset, the URL of a `jobctl up` running on this data folder (its embedded server).
+            settings = with_runtime_urls(settings or get_settings())
             if not settings.database_url:
-                raise ConfigurationError("JOBS_DATABASE_URL is not set (run through `jobctl up` for an embedded one)")
+                raise ConfigurationError("JOBS_DATABASE_URL is not set and no `jobctl up` is running on JOBS_DATA_DIR")
             _database = make_database(settings.database_url)
         return _database
 

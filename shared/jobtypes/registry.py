@@ -12,7 +12,7 @@ import importlib
 import re
 import threading
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Callable, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -84,11 +84,14 @@ class KeyLimit:
 
 
 class Registry:
-    """The declared job types of this process."""
+    """The declared job types of this process. `autoload`, when given, is called once, at the
+    first look-up of a name not declared yet: the process-wide registry loads the platform's
+    and the configured declarations then, so a service never has to remember to."""
 
-    def __init__(self) -> None:
+    def __init__(self, autoload: Callable[[], object] | None = None) -> None:
         self._types: dict[str, JobType[BaseModel]] = {}
         self._lock = threading.Lock()
+        self._autoload = autoload
 
     def declare(self, job_type: JobType[P]) -> JobType[P]:
         with self._lock:
@@ -99,6 +102,9 @@ class Registry:
         return job_type
 
     def get(self, name: str) -> JobType[BaseModel]:
+        if name not in self._types and self._autoload is not None:
+            load, self._autoload = self._autoload, None
+            load()
         try:
             return self._types[name]
         except KeyError:
@@ -127,7 +133,13 @@ class Registry:
         return limits
 
 
-registry = Registry()
+def _load_configured() -> None:
+    from shared.settings import get_settings  # at first use, never at import
+
+    load_declarations(get_settings().imports)
+
+
+registry = Registry(autoload=_load_configured)
 
 
 def declare(
