@@ -22,7 +22,7 @@ from shared.crontime import parse, plan_fires
 from shared.db import Database
 from shared.errors import ValidationError
 from shared.jobtypes.registry import Registry
-from shared.models.states import JobState
+from shared.models.states import JobState, MisfirePolicy
 from shared.schedules import declared_schedules, fire_job, sync_declared
 from shared.settings import Settings
 from shared.store import queues as queue_store
@@ -69,6 +69,7 @@ class CronService(Service):
         self._wake_at: float | None = None  # time.monotonic() of the next due fire
         self.fired_total = 0
         self.missed_total = 0
+        self.idle_total = 0  # fires skipped because their sweep had nothing to do
 
     def sync(self) -> dict[str, str]:
         """Write this process's code-declared schedules (once, when it first leads)."""
@@ -111,7 +112,10 @@ class CronService(Service):
         if plan.missed_from is not None:
             kept = sum(1 for _, missed in plan.fires if missed)
             self.missed_total += 1
-            log.warning(
+            # Missed fires of a schedule whose policy is to skip them (the sweeps) are what the
+            # operator asked for: worth a line in the log, not a warning at every restart.
+            log.log(
+                logging.INFO if row.misfire_policy == MisfirePolicy.SKIP else logging.WARNING,
                 "schedule %s missed its fires from %s to %s (late by more than %.1f s); misfire policy %s enqueues %d",
                 row.name, plan.missed_from.isoformat(), (now - timedelta(seconds=self.grace_seconds)).isoformat(),
                 self.grace_seconds, row.misfire_policy, kept,
@@ -122,6 +126,11 @@ class CronService(Service):
             log.error("schedule %s skipped its fires up to %s: %s", row.name, now.isoformat(), exc)
             store.advance_schedule(session, row.id, plan.next_fire_at, None)
             return 0
+        last = max((f for f, _ in plan.fires), default=None)
+        if plan.fires and not self._has_work(session, job.type):
+            store.advance_schedule(session, row.id, plan.next_fire_at, last)  # fired, found nothing to do
+            self.idle_total += len(plan.fires)
+            return 0
         rows = []
         for fire_time, missed in plan.fires:
             run_at = fire_time + jitter_offset(row.id, fire_time, row.jitter_seconds)
@@ -129,9 +138,21 @@ class CronService(Service):
             metadata = {"schedule": row.name, **({"misfired": True} if missed else {})}
             rows.append((fire_time, run_at, str(state), metadata))
         inserted = store.insert_schedule_jobs(session, job, rows, sql_now(self.clock))
-        last = max((f for f, _ in plan.fires), default=None)
         store.advance_schedule(session, row.id, plan.next_fire_at, last)
         return len(inserted)
+
+    def _has_work(self, session: Executor, job_type: str) -> bool:
+        """Ask a sweep's probe (in a savepoint: a failing probe must not spoil the round).
+        When in doubt, fire: a job that finds nothing to do is cheaper than work left undone."""
+        probe = self.registry.get(job_type).has_work
+        if probe is None:
+            return True
+        try:
+            with session.begin_nested():  # type: ignore[union-attr]
+                return bool(probe(session))
+        except Exception as exc:  # noqa: BLE001 - any failure of the probe means "fire"
+            log.warning("the work probe of %s failed (%s); firing anyway", job_type, exc)
+            return True
 
     def wait(self, stop: threading.Event, did: int) -> None:
         """Sleep until the earliest next fire (capped); a follower only polls its leadership."""

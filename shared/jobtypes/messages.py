@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from shared.jobtypes.registry import EmptyPayload, Payload, declare
@@ -29,9 +31,17 @@ SEND = declare(
     description="Sends one proactive message through the Bot API, never twice.",
 )
 
+
+def _has_work(session: Any) -> bool:
+    from shared.workloads.messages import any_due_messages  # that module imports this one: look it up at call time
+
+    return any_due_messages(session)
+
+
 SEND_DUE = declare(
     "messages.send_due", EmptyPayload,
     queue="high", max_attempts=1, timeout_seconds=300,
+    has_work=_has_work,
     description="Enqueues a messages.send for every due pending message.",
 )
 

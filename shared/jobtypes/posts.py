@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from shared.jobtypes.registry import EmptyPayload, Payload, declare
@@ -29,9 +31,17 @@ PUBLISH = declare(
     description="Publishes one post to one social account, at most once.",
 )
 
+
+def _has_work(session: Any) -> bool:
+    from shared.workloads.posts import any_due_posts  # that module imports this one: look it up at call time
+
+    return any_due_posts(session)
+
+
 START_DUE = declare(
     "posts.start_due", EmptyPayload,
     queue="default", max_attempts=1, timeout_seconds=300,
+    has_work=_has_work,
     description="Moves due scheduled posts to publishing and enqueues their publications.",
 )
 

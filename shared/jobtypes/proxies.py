@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from shared.jobtypes.registry import EmptyPayload, Payload, declare
@@ -26,9 +28,17 @@ CHECK = declare(
     description="Connects through one proxy to the check URL and records its health.",
 )
 
+
+def _has_work(session: Any) -> bool:
+    from shared.workloads.proxies import any_checkable_proxies  # that module imports this one: look it up at call time
+
+    return any_checkable_proxies(session)
+
+
 CHECK_ALL = declare(
     "proxies.check_all", EmptyPayload,
     queue="low", max_attempts=1, timeout_seconds=300,
+    has_work=_has_work,
     description="Fans out one proxies.check per proxy that is not disabled.",
 )
 

@@ -12,7 +12,7 @@ import importlib
 import re
 import threading
 from dataclasses import dataclass
-from typing import Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -54,6 +54,9 @@ class JobType(Generic[P]):
     limit_scope: str | None = None
     key_concurrency: int | None = None
     key_rate: tuple[int, float] | None = None
+    # For a sweep fired by a schedule: asked before each fire, in the cron round's transaction
+    # (given its session); False skips the fire, so an idle sweep leaves no job row behind.
+    has_work: Callable[[Any], bool] | None = None
     description: str = ""
 
     def __post_init__(self) -> None:

@@ -103,6 +103,17 @@ def enqueue_due_messages(session: Session, *, now: datetime | None = None, limit
     return jobs
 
 
+def any_due_messages(session: Session) -> bool:
+    """Whether the fan-out would find a message to send (the sweep's schedule asks first)."""
+    return bool(session.scalar(select(
+        select(ProactiveMessage.id).where(
+            ProactiveMessage.state == MessageState.PENDING, ProactiveMessage.job_id.is_(None),
+            ~ProactiveMessage.needs_review,
+            or_(ProactiveMessage.send_at.is_(None), ProactiveMessage.send_at <= func.now()),
+        ).exists()
+    )))
+
+
 def resolve_message(session: Session, message_id: int, verdict: str) -> ProactiveMessage:
     """An operator's verdict on a message flagged for review (its send has an unknown outcome):
     `sent` (the user got it), `failed` (they did not; do not send again) or `resend`."""

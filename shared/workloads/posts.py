@@ -124,6 +124,13 @@ def start_due_posts(session: Session, *, now: datetime | None = None, limit: int
     return jobs
 
 
+def any_due_posts(session: Session) -> bool:
+    """Whether the fan-out would find a post to start (the sweep's schedule asks first)."""
+    return bool(session.scalar(select(
+        select(Post.id).where(Post.state == PostState.SCHEDULED, Post.scheduled_at <= func.now()).exists()
+    )))
+
+
 def settle_post(session: Session, post_id: int) -> str:
     """Bring the post's state in line with its publications: published when every one is,
     failed (naming them) once none is open and one failed, publishing while any is open or

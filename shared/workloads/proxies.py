@@ -73,6 +73,11 @@ def enqueue_check(session: Session, proxy_id: int) -> int:
     return enqueue(session, CHECK, {"proxy_id": proxy_id}).id
 
 
+def any_checkable_proxies(session: Session) -> bool:
+    """Whether the fan-out would find a proxy to check (the sweep's schedule asks first)."""
+    return bool(session.scalar(select(select(Proxy.id).where(Proxy.status != ProxyStatus.DISABLED).exists())))
+
+
 def enqueue_checks(session: Session) -> tuple[int, int]:
     """The fan-out: a check job for every proxy that is not disabled (dead ones too: checks are
     how they recover). A proxy whose last check is still queued or running keeps that job
