@@ -204,7 +204,7 @@ class Exporter:
         self.server: ThreadingHTTPServer | None = None
         self._leader_since: float | None = None
 
-    def start(self, port: int, address: str = "0.0.0.0") -> None:
+    def start(self, port: int, address: str = "127.0.0.1") -> None:
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -253,12 +253,13 @@ class Exporter:
 
 
 def start_exporter(
-    supervisor: Supervisor, database: Database, settings: Settings, clock: Clock | None = None, address: str = "0.0.0.0"
+    supervisor: Supervisor, database: Database, settings: Settings, clock: Clock | None = None, address: str | None = None
 ) -> Exporter | None:
     """Serve /metrics and /healthz on JOBS_SCHEDULER_METRICS_PORT (None when it is 0, or taken)."""
     port = settings.scheduler_metrics_port
     if not port:
         return None
+    address = address or settings.metrics_address
     collector = SchedulerCollector(database, settings, supervisor, clock)
     collector.prime()
     registry = CollectorRegistry()

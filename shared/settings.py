@@ -10,6 +10,7 @@ default. Fields are checked against each other in `_check_together`.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -88,8 +89,14 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(2, ge=1, description="Processes per worker started by `jobctl up`.")
     flower_port: int = Field(5555, ge=1, le=65535, description="Flower's HTTP port.")
     flower_basic_auth: str | None = Field(None, description="user:password for Flower; required in production.")
+    flower_address: str = Field(
+        "127.0.0.1", description="Address Flower listens on; 0.0.0.0 (containers) only with JOBS_FLOWER_BASIC_AUTH."
+    )
     worker_metrics_port: int = Field(9101, ge=0, le=65535, description="Worker Prometheus endpoint (0: off).")
     scheduler_metrics_port: int = Field(9102, ge=0, le=65535, description="Scheduler Prometheus endpoint (0: off).")
+    metrics_address: str = Field(
+        "127.0.0.1", description="Address the worker and scheduler metrics endpoints listen on (no auth: keep them on a private network; 0.0.0.0 in containers)."
+    )
 
     # Scheduling and maintenance (docs/scheduling.md).
     cron_misfire_grace_seconds: float = Field(
@@ -133,6 +140,15 @@ class Settings(BaseSettings):
     def _split_queues(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(q.strip() for q in value.split(",") if q.strip())
+        return value
+
+    @field_validator("flower_address", "metrics_address")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"must be an IP address to listen on (127.0.0.1, 0.0.0.0, ::1, ...); got {value!r}") from None
         return value
 
     @field_validator("database_url")

@@ -203,7 +203,7 @@ def prepare_directory() -> tuple[str, bool]:
     return path, created
 
 
-def start(port: int, address: str = "0.0.0.0") -> _Exporter:
+def start(port: int, address: str = "127.0.0.1") -> _Exporter:
     """Prepare the directory and serve /metrics from this (the main) process."""
     global _exporter
     path, created = prepare_directory()
@@ -226,9 +226,9 @@ def start(port: int, address: str = "0.0.0.0") -> _Exporter:
 def _on_worker_init(**_: Any) -> None:
     # worker_init runs in the main process before the pool forks: the children inherit the
     # environment variable and never hold a port.
-    port = get_settings().worker_metrics_port
-    if port:
-        start(port)
+    settings = get_settings()
+    if settings.worker_metrics_port:
+        start(settings.worker_metrics_port, settings.metrics_address)
 
 
 @worker_process_init.connect

@@ -128,7 +128,7 @@ def _wait_ready(stack: Stack, settings: Settings, flower: bool, stop: threading.
 
 
 def _flower_answers(settings: Settings) -> bool:
-    request = urllib.request.Request(f"http://127.0.0.1:{settings.flower_port}/healthcheck")
+    request = urllib.request.Request(f"{_flower_url(settings)}/healthcheck")
     if settings.flower_basic_auth:
         request.add_header("Authorization", "Basic " + b64encode(settings.flower_basic_auth.encode()).decode())
     try:
@@ -139,7 +139,14 @@ def _flower_answers(settings: Settings) -> bool:
 
 
 def _flower_url(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.flower_port}"
+    return f"http://{_host(settings.flower_address)}:{settings.flower_port}"
+
+
+def _host(address: str) -> str:
+    """Where this host reaches a server listening on `address`."""
+    if address in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{address}]" if ":" in address else address
 
 
 def _ready_line(settings: Settings, flower: bool) -> str:
@@ -151,8 +158,8 @@ def _ready_line(settings: Settings, flower: bool) -> str:
     if flower:
         parts.append(f"flower={_flower_url(settings)}")
     if settings.worker_metrics_port:
-        parts.append(f"worker_metrics=http://127.0.0.1:{settings.worker_metrics_port}/metrics")
+        parts.append(f"worker_metrics=http://{_host(settings.metrics_address)}:{settings.worker_metrics_port}/metrics")
     if settings.scheduler_metrics_port:
-        parts.append(f"scheduler_metrics=http://127.0.0.1:{settings.scheduler_metrics_port}/metrics")
+        parts.append(f"scheduler_metrics=http://{_host(settings.metrics_address)}:{settings.scheduler_metrics_port}/metrics")
     return " ".join(parts)
 

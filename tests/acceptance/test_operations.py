@@ -171,10 +171,13 @@ def test_flower_asks_for_credentials_and_lists_the_platform_tasks_by_job_type(db
     port, credentials = flower_process
     processes.worker(env={"JOBS_WORKER_METRICS_PORT": "0"})
     base = f"http://127.0.0.1:{port}"
-    for page in ("/", "/tasks", "/workers", "/api/tasks", "/api/workers"):
+    for page in ("/", "/tasks", "/workers", "/api/tasks", "/api/workers", "/metrics"):
         assert http_get(base + page)[0] == 401, page
     assert http_get(base + "/api/tasks", auth="ops:wrong")[0] == 401
+    assert http_get(base + "/metrics", auth="ops:wrong")[0] == 401
     assert http_get(base + "/", auth=credentials)[0] == 200
+    assert http_get(base + "/metrics", auth=credentials)[0] == 200
+    assert http_get(base + "/healthcheck")[0] == 200  # probes: it says only "OK"
 
     ids = enqueue_many_now("platform.noop", [{}] * 3)
     processes.scheduler(env={"JOBS_SCHEDULER_METRICS_PORT": "0"})

@@ -58,10 +58,13 @@ def test_settings_refuse_production_without_flower_credentials():
         load_settings(production())
 
 
-def test_flower_gets_credentials_by_environment_events_on_and_listens_everywhere():
-    settings = load_settings(production(JOBS_FLOWER_BASIC_AUTH="ops:secret", JOBS_FLOWER_PORT="5601"))
+def test_flower_gets_credentials_by_environment_events_on_and_listens_where_configured():
+    settings = load_settings(production(JOBS_FLOWER_BASIC_AUTH="ops:secret", JOBS_FLOWER_PORT="5601",
+                                        JOBS_FLOWER_ADDRESS="0.0.0.0"))
     argv, env = flower_command(settings)
+    assert argv[1:3] == ["-m", "shared.cli.flower_process"], "the launcher that puts /metrics behind the auth"
     assert argv[-6:] == ["-A", "worker.app:app", "flower", "--port=5601", "--address=0.0.0.0", "--enable_events=True"]
+    assert "--address=127.0.0.1" in flower_command(load_settings(production(JOBS_FLOWER_BASIC_AUTH="ops:secret")))[0]
     assert not any("secret" in arg for arg in argv), "a command line is visible to every user of the host"
     assert env["FLOWER_BASIC_AUTH"] == "ops:secret"
     assert env["JOBS_BROKER_URL"] == BASE["JOBS_BROKER_URL"]
@@ -77,3 +80,7 @@ def test_flower_without_credentials_only_in_development_and_only_on_loopback(mon
         flower_command(protected.model_copy(update={"flower_basic_auth": None}))
     with pytest.raises(ConfigurationError, match="JOBS_BROKER_URL is not set"):
         flower_command(load_settings(BASE).model_copy(update={"broker_url": None}))
+    with pytest.raises(ConfigurationError, match="only with JOBS_FLOWER_BASIC_AUTH"):
+        flower_command(load_settings(dict(BASE, JOBS_FLOWER_ADDRESS="0.0.0.0")))
+    with pytest.raises(ConfigurationError, match="JOBS_FLOWER_ADDRESS"):
+        load_settings(dict(BASE, JOBS_FLOWER_ADDRESS="everywhere"))

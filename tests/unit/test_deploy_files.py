@@ -58,6 +58,8 @@ SETTINGS = {
     "JOBS_FLOWER_BASIC_AUTH",
     "JOBS_ENCRYPTION_KEY",
     "JOBS_LOG_FORMAT",
+    "JOBS_METRICS_ADDRESS",
+    "JOBS_FLOWER_ADDRESS",
 }
 SECRET_SETTINGS = {
     "JOBS_DATABASE_URL",
@@ -333,9 +335,21 @@ def test_compose_settings_are_from_the_contract() -> None:
     for name, svc in own_image_services().items():
         env = svc["environment"]
         assert {k for k in env if k.startswith("JOBS_")} <= SETTINGS, name
-        assert SETTINGS - {"JOBS_FLOWER_BASIC_AUTH"} <= set(env), name
+        assert SETTINGS - {"JOBS_FLOWER_BASIC_AUTH", "JOBS_FLOWER_ADDRESS"} <= set(env), name
         assert env["JOBS_DATABASE_URL"].startswith("postgresql+psycopg://"), name
         assert env["JOBS_BROKER_URL"].startswith("redis://"), name
+
+
+def test_metrics_listen_in_containers_but_stay_on_the_private_network() -> None:
+    # The endpoints have no auth: containers listen on every interface so Prometheus reaches
+    # them over the compose network, and no host port is published for them.
+    for name, svc in own_image_services().items():
+        assert svc["environment"]["JOBS_METRICS_ADDRESS"] == "0.0.0.0", name
+        published = [str(p) for p in svc.get("ports", [])]
+        assert not any(port.endswith(("9101", "9102")) for port in published), f"{name} publishes metrics: {published}"
+        if "JOBS_FLOWER_ADDRESS" in svc["environment"]:
+            assert "JOBS_FLOWER_BASIC_AUTH" in svc["environment"], f"{name}: Flower on 0.0.0.0 needs its auth"
+            assert all(p.startswith("127.0.0.1:") for p in published), f"{name}: Flower published beyond loopback"
 
 
 # ---- Kubernetes ----------------------------------------------------------------------------
