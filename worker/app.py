@@ -25,6 +25,7 @@ from worker.binding import Handler, bound_names, handler_for
 from worker.heartbeat import Heartbeat, new_worker_id
 from worker.revocations import RevocationWatcher
 from worker.runner import JobRunner
+from worker.task_states import EXPECTED, report
 import worker.metrics  # noqa: F401,E402 - registers the metrics observer and serves /metrics (Celery signals)
 
 log = logging.getLogger(__name__)
@@ -60,16 +61,17 @@ def _start_process() -> None:
 
 
 def _register(job_type: JobType[Any], handler: Handler) -> None:
-    def run(self: Task, *args: Any, **kwargs: Any) -> None:
+    def run(self: Task, *args: Any, **kwargs: Any) -> str:
         runner = _runner()
         if not args and set(kwargs) == {"job_id"}:  # a message from the dispatcher
             job_id = int(kwargs["job_id"])
         else:  # a plain Celery call: becomes a job first
             routing_key = (self.request.delivery_info or {}).get("routing_key")
             job_id = adopt(runner.database, job_type, self.request.id, routing_key, args, kwargs)
-        runner.run(job_type, handler, job_id, self.request.id)
+        # Flower shows the attempt as it ended (worker/task_states.py); the row is the record.
+        return report(runner.run(job_type, handler, job_id, self.request.id))
 
-    app.task(name=job_type.name, bind=True, acks_late=True, ignore_result=True, typing=False)(run)
+    app.task(name=job_type.name, bind=True, acks_late=True, ignore_result=True, typing=False, throws=EXPECTED)(run)
 
 
 for _name in bound_names():

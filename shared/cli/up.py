@@ -40,12 +40,14 @@ def up(queues: str | None, concurrency: int | None, flower: bool, grace: float) 
     if leftovers:
         click.echo(f"ended {len(leftovers)} processes a killed stack left on {settings.data_dir}", err=True)
     try:
-        _run(settings, lock, queues, concurrency, flower)
+        _run(settings, lock, queues, concurrency, flower, grace)
     finally:
         lock.release()
 
 
-def _run(settings: Settings, lock: StackLock, queues: str | None, concurrency: int | None, flower: bool) -> None:
+def _run(
+    settings: Settings, lock: StackLock, queues: str | None, concurrency: int | None, flower: bool, grace: float
+) -> None:
     services = start_missing(settings.database_url, settings.broker_url, settings.data_dir)
     for pid in services.pids:
         lock.add_child(pid)

@@ -60,11 +60,15 @@ def test_make_run_smoke_embedded():
 
         with urllib.request.urlopen(f"http://127.0.0.1:{env['JOBS_FLOWER_PORT']}/healthcheck", timeout=5) as page:
             assert page.status == 200
-        for name, metric in (("WORKER", "jobs_running"), ("SCHEDULER", "jobs_scheduler_leader")):
+        # An idle stack runs no job (the sweeps find nothing to do): run one, the way a service
+        # next to `make run` would, finding the embedded database by itself.
+        enqueued = subprocess.run([sys.executable, "-c", "from shared.enqueue import enqueue_now; enqueue_now('platform.noop')"],
+                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert enqueued.returncode == 0, enqueued.stderr
+        for name, metric in (("WORKER", "jobs_succeeded_total"), ("SCHEDULER", "jobs_scheduler_leader")):
             url = f"http://127.0.0.1:{env[f'JOBS_{name}_METRICS_PORT']}/metrics"
             assert url in ready
-            with urllib.request.urlopen(url, timeout=5) as page:
-                assert metric in page.read().decode()
+            wait_for(lambda: metric in _get(url), 30, f"{metric} in {url}")
 
         doctor = subprocess.run([str(ROOT / ".venv/bin/jobctl"), "doctor"], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=60)
@@ -83,6 +87,11 @@ def test_make_run_smoke_embedded():
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as page:
+        return str(page.read().decode())
 
 
 def _ready_line(log: Path, make: subprocess.Popen[bytes]) -> str | None:
