@@ -70,9 +70,11 @@ def test_second_up_is_refused_and_a_killed_stack_is_taken_over(db, test_env, tmp
             wait_for(lambda: _ready(third, tmp_path / "third.log"), 120, "a new stack starts after a kill -9")
             assert not any(_alive(pid) for pid in leftovers), "the killed stack's worker and scheduler were ended"
             assert "ended 2 processes a killed stack left" in (tmp_path / "third.log").read_text()
+            its_children = _listed_children(data_dir)
         finally:
-            os.killpg(third.pid, signal.SIGINT)
-            third.wait(60)
+            os.killpg(third.pid, signal.SIGINT)  # Ctrl-C: a clean stop of everything it started
+        assert third.wait(60) == 0, (tmp_path / "third.log").read_text()
+        assert not any(_alive(pid) for pid in its_children)
     finally:
         for pid in [first.pid, *leftovers]:
             try:
