@@ -3,19 +3,14 @@ around the cut, never survive in whole or in part; what PostgreSQL cannot hold n
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Callable
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from shared.outside_text import REDACTED, TRUNCATED, Redactor, clean, storable
-
-PIECE = 8  # no run of this many characters of any encoding of a secret may survive
-FILLER = "\u2591"  # never in a generated secret, so it cannot complete a piece of one
+from tests.secret_forms import ENCODINGS, FILLER, PIECE, leaks, pieces
 
 secrets = st.text(
     alphabet=st.characters(
@@ -26,59 +21,11 @@ secrets = st.text(
 users = st.text(alphabet=st.characters(categories=("L", "N"), max_codepoint=0x24F), min_size=1, max_size=12)
 
 
-def _base64_secret_part(prefix: bytes, secret: bytes, urlsafe: bool) -> tuple[str, str]:
-    """base64(prefix + secret), and its part that only the secret's bytes decide."""
-    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
-    encoded = encode(prefix + secret).decode("ascii")
-    first = -(-8 * len(prefix) // 6)
-    last = 8 * (len(prefix) + len(secret)) // 6
-    return encoded, encoded[first:last]
-
-
-# Each encoding: (what goes into the text, the part of it that is the secret's alone).
-Encoding = Callable[[str, str], tuple[str, str]]
-
-
-def _same(form: str) -> tuple[str, str]:
-    return form, form
-
-
-ENCODINGS: dict[str, Encoding] = {
-    "as is": lambda s, u: _same(s),
-    "utf-8 read as latin-1": lambda s, u: _same(s.encode().decode("latin-1")),
-    "percent": lambda s, u: _same(quote(s, safe="")),
-    "percent, lower-case hex": lambda s, u: _same(quote(s, safe="").replace("%", "%%").lower().replace("%%", "%")),
-    "quote": lambda s, u: _same(quote(s)),
-    "quote_plus": lambda s, u: _same(quote_plus(s)),
-    "json ascii": lambda s, u: _same(json.dumps(s)[1:-1]),
-    "json unicode": lambda s, u: _same(json.dumps(s, ensure_ascii=False)[1:-1]),
-    "repr": lambda s, u: _same(repr(s)[1:-1]),
-    "ascii": lambda s, u: _same(ascii(s)[1:-1]),
-    "bytes repr": lambda s, u: _same(repr(s.encode())[2:-1]),
-    "base64": lambda s, u: _base64_secret_part(b"", s.encode(), False),
-    "basic auth": lambda s, u: (lambda e, p: ("Basic " + e, p))(*_base64_secret_part(f"{u}:".encode(), s.encode(), False)),
-    "base64 url-safe user:secret": lambda s, u: _base64_secret_part(f"{u}:".encode(), s.encode(), True),
-    "proxy url": lambda s, u: (f"http://{quote(u)}:{quote(s, safe='')}@proxy.example:8080", quote(s, safe="")),
-}
-
-
-def _pieces(form: str) -> set[str]:
-    return {form[i : i + PIECE] for i in range(len(form) - PIECE + 1)}
-
-
-def _leaks(cleaned: str, secret: str, user: str) -> list[str]:
-    found = [f"the secret itself ({name})" for name in ["as is"] if secret in cleaned]
-    for name, encoding in ENCODINGS.items():
-        _, part = encoding(secret, user)
-        found.extend(f"{name}: {piece!r}" for piece in _pieces(part) if piece in cleaned)
-    return found
-
-
 def _skeleton_has_pieces(secret: str, user: str) -> bool:
     # A secret some of whose pieces are spelled by the cleaner's own marks (or the user name)
     # would be "found" there; such secrets say nothing about leaks.
     skeleton = FILLER + REDACTED + TRUNCATED + FILLER + user + " Basic http:// @proxy.example:8080"
-    return any(piece in skeleton for _, enc in ENCODINGS.items() for piece in _pieces(enc(secret, user)[1]))
+    return any(piece in skeleton for _, enc in ENCODINGS.items() for piece in pieces(enc(secret, user)[1]))
 
 
 @settings(max_examples=400, deadline=None)
@@ -99,7 +46,7 @@ def test_no_secret_survives_in_any_encoding_at_any_offset_around_the_cut(
     text = FILLER * before + form + FILLER * after
     cleaned = clean(text.encode() if as_bytes else text, secrets=[secret], limit=limit)
     assert len(cleaned) <= limit
-    assert _leaks(cleaned, secret, user) == []
+    assert leaks(cleaned, secret, user) == []
 
 
 @settings(max_examples=200, deadline=None)
@@ -109,7 +56,7 @@ def test_a_nul_slipped_into_a_secret_does_not_hide_it(secret: str, user: str, li
     assume(not _skeleton_has_pieces(secret, user))
     text = FILLER * start + secret[:nul_at] + "\x00" + secret[nul_at:] + FILLER * 10
     cleaned = clean(text, secrets=[secret], limit=limit)
-    assert "\x00" not in cleaned and _leaks(cleaned, secret, user) == []
+    assert "\x00" not in cleaned and leaks(cleaned, secret, user) == []
 
 
 @settings(max_examples=300, deadline=None)
@@ -133,7 +80,7 @@ def test_a_token_straddling_the_old_500_character_cut_of_graph_leaves_nothing() 
     for offset in range(480, 501):
         reply = "x" * offset + token + " trailing words" * 10
         cleaned = clean(reply, secrets=[token], limit=500)
-        assert not any(piece in cleaned for piece in _pieces(token)), offset
+        assert not any(piece in cleaned for piece in pieces(token)), offset
 
 
 def test_credential_shapes_are_redacted_without_a_list() -> None:
