@@ -100,4 +100,6 @@ class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
                 self.lines.append(LogLine(datetime.now(timezone.utc), logging.getLevelName(level), text))
             else:
                 self.dropped += 1
+            # The process log gets the same cleaned line (a NUL or a surrogate breaks log shippers).
+            msg, args = "%s", (text,)
         super().log(level, msg, *args, **kwargs)
