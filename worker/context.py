@@ -11,8 +11,10 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from shared.outcomes import Cancel
+from shared.outside_text import clean
 
 MAX_LOG_LINES_PER_ATTEMPT = 1000
+MAX_LOG_LINE = 8000  # characters of one job_logs message
 JOB_LOG_MIN_LEVEL = logging.INFO
 PROGRESS_MIN_INTERVAL_SECONDS = 1.0
 
@@ -90,11 +92,14 @@ class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
         # Captured for `job_logs` whatever the process's own log level: operators read a job's
-        # log per job, and a quiet worker log must not make it empty.
+        # log per job, and a quiet worker log must not make it empty. A line may quote anything
+        # (a remote answer, an exception), so it is cleaned like all text from outside.
         if level >= JOB_LOG_MIN_LEVEL:
-            text = str(msg) % args if args else str(msg)
+            text = clean(str(msg) % args if args else str(msg), limit=MAX_LOG_LINE)
             if len(self.lines) < MAX_LOG_LINES_PER_ATTEMPT:
                 self.lines.append(LogLine(datetime.now(timezone.utc), logging.getLevelName(level), text))
             else:
                 self.dropped += 1
+            # The process log gets the same cleaned line (a NUL or a surrogate breaks log shippers).
+            msg, args = "%s", (text,)
         super().log(level, msg, *args, **kwargs)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 
 from shared.models.states import ExecutionState, JobState
+from shared.outside_text import clean
 from shared.outcomes import Cancel, Discard, Retry, Snooze
 from shared.store.rows import ClaimedJob, Finish
 
@@ -36,7 +37,7 @@ def decide(
     if isinstance(ended, Snooze):
         return Finish(JobState.SCHEDULED, ExecutionState.SNOOZED, run_at=now + timedelta(seconds=ended.after), extra_attempts=1)
     if isinstance(ended, Cancel):
-        return Finish(JobState.CANCELLED, ExecutionState.CANCELLED, cancel_reason=ended.reason)
+        return Finish(JobState.CANCELLED, ExecutionState.CANCELLED, cancel_reason=_clip(ended.reason, MAX_ERROR_MESSAGE))
     if isinstance(ended, Discard):
         return Finish(
             JobState.FAILED, ExecutionState.DISCARDED, error_class="Discard", error_message=_clip(ended.reason, MAX_ERROR_MESSAGE)
@@ -49,13 +50,13 @@ def decide(
 def _failure(job: ClaimedJob, error: BaseException, now: datetime, base: float, maximum: float, jitter: float) -> Finish:
     timed_out = isinstance(error, SoftTimeLimitExceeded)
     execution_state = ExecutionState.TIMED_OUT if timed_out else ExecutionState.FAILED
-    message = _clip(str(error) or type(error).__name__, MAX_ERROR_MESSAGE)
+    message = _clip(error, MAX_ERROR_MESSAGE)
     if timed_out:
         message = f"timed out after {job.timeout_seconds or 'the default'} s"
     trace = _clip("".join(tb.format_exception(error)), MAX_TRACEBACK)
     if isinstance(error, Retry):
         delay = error.after
-        message = error.reason
+        message = _clip(error.reason, MAX_ERROR_MESSAGE)
     else:
         delay = backoff_seconds(job.attempt, base, maximum, jitter)
     if job.attempt >= job.max_attempts:
@@ -66,5 +67,8 @@ def _failure(job: ClaimedJob, error: BaseException, now: datetime, base: float, 
     )
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 15] + "... (truncated)"
+def _clip(text: str | BaseException, limit: int) -> str:
+    # Exception texts and tracebacks are text from outside (a handler's, a library's, a remote
+    # platform's words): NUL and surrogates would make the finish write fail, and the credential
+    # shapes the cleaner knows are redacted before the cut.
+    return clean(text, limit=limit)

@@ -106,7 +106,8 @@ def proxies() -> None:
 @click.option("--password", "with_password", is_flag=True, help="Prompt for the password (or read it from stdin).")
 @refusals_as_errors
 def add_proxy(type: str, host: str, port: int, username: str | None, with_password: bool) -> None:
-    """Add a proxy; it gets checked at the next fan-out (or now: `jobctl proxies check ID`)."""
+    """Add a proxy: `unchecked`, no score, until its first check (at the next fan-out, or now:
+    `jobctl proxies check ID`)."""
     password = _secret("proxy password") if with_password else None
     proxy_id = _in_session(lambda s: proxy_service.add_proxy(
         s, type=type, host=host, port=port, username=username, password=password).id)
@@ -117,7 +118,7 @@ def add_proxy(type: str, host: str, port: int, username: str | None, with_passwo
 @json_option
 @refusals_as_errors
 def list_proxies(as_json: bool) -> None:
-    """Every proxy with its status, score and last check (never its password)."""
+    """Every proxy with its status, score (none while unchecked) and last check (never its password)."""
     _show(_in_session(lambda s: _rows(proxy_service.list_proxies(s), PROXY_COLUMNS)), PROXY_COLUMNS, as_json)
 
 
@@ -145,7 +146,7 @@ def check_proxy(proxy_id: int) -> None:
 @click.argument("proxy_id", type=int)
 @refusals_as_errors
 def enable_proxy(proxy_id: int) -> None:
-    """Enable a (disabled) proxy: active, failure streak reset."""
+    """Enable a (disabled) proxy: active (unchecked if never checked), failure streak reset."""
     _in_session(lambda s: proxy_service.set_proxy_enabled(s, proxy_id, True))
     click.echo(f"proxy {proxy_id} enabled")
 

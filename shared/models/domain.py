@@ -92,6 +92,8 @@ class Proxy(Base):
         one_of("type", list(ProxyType)),
         one_of("status", list(ProxyStatus)),
         CheckConstraint("health_score BETWEEN 0 AND 100", name="health_score_range"),
+        # No check, no score: an unchecked proxy is not "healthy by default".
+        CheckConstraint("status <> 'unchecked' OR health_score IS NULL", name="unchecked_has_no_score"),
         CheckConstraint("port BETWEEN 1 AND 65535", name="port_range"),
         CheckConstraint("consecutive_failures >= 0", name="consecutive_failures_not_negative"),
         UniqueConstraint("type", "host", "port", "username"),
@@ -103,8 +105,8 @@ class Proxy(Base):
     port: Mapped[int] = mapped_column(Integer, nullable=False)
     username: Mapped[str | None] = mapped_column(Text)
     password_encrypted: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=sql_text("'active'"))
-    health_score: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default=sql_text("100"))
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=sql_text("'unchecked'"))
+    health_score: Mapped[int | None] = mapped_column(SmallInteger)  # NULL until the first check
     consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default=sql_text("0"))
     last_checked_at: Mapped[datetime | None]
     last_latency_ms: Mapped[float | None] = mapped_column(Double)

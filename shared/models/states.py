@@ -45,6 +45,7 @@ class ProxyType(StrEnum):
 
 
 class ProxyStatus(StrEnum):
+    UNCHECKED = "unchecked"  # added, no check recorded yet: no score, not counted active
     ACTIVE = "active"
     DEGRADED = "degraded"
     DEAD = "dead"

@@ -15,6 +15,7 @@ from shared.errors import InvalidTransition, NotFound, ValidationError
 from shared.jobtypes.messages import SEND
 from shared.models.domain import ProactiveMessage, TelegramConnection, User
 from shared.models.states import MessageState
+from shared.workloads import error_text
 
 FAN_OUT_PAGE = 500  # due messages per transaction
 # A bot token is "<bot id>:<secret>"; the id is public (it is the bot's user id).
@@ -60,7 +61,7 @@ def active_connection(session: Session, user_id: int, *, lock: bool = False) -> 
 def deactivate_connection(session: Session, connection_id: int, reason: str) -> None:
     session.execute(
         update(TelegramConnection).where(TelegramConnection.id == connection_id, TelegramConnection.is_active)
-        .values(is_active=False, deactivated_at=func.now(), deactivated_reason=reason)
+        .values(is_active=False, deactivated_at=func.now(), deactivated_reason=error_text(reason))
     )
 
 
@@ -126,7 +127,7 @@ def resolve_message(session: Session, message_id: int, verdict: str) -> Proactiv
         message.state, message.sent_at = MessageState.SENT, message.send_started_at or func.now()
     elif verdict == "failed":
         message.state = MessageState.FAILED
-        message.failure_reason = f"{message.failure_reason}; operator: not delivered"
+        message.failure_reason = error_text(f"{message.failure_reason}; operator: not delivered")
     elif verdict == "resend":
         # A new job by the next fan-out: the old one has finished, so the unique key is free.
         message.send_started_at, message.job_id, message.failure_reason = None, None, None

@@ -16,6 +16,7 @@ from shared.errors import InvalidTransition, NotFound, ValidationError
 from shared.jobtypes.posts import PUBLISH
 from shared.models.domain import Post, PostPublication, SocialAccount, User
 from shared.models.states import AccountStatus, PostState, PublicationState, SocialPlatform
+from shared.workloads import error_text
 
 FAN_OUT_PAGE = 200  # due posts per transaction
 _OPEN = (PublicationState.PENDING, PublicationState.PUBLISHING)
@@ -148,12 +149,12 @@ def settle_post(session: Session, post_id: int) -> str:
     review = [r for r in rows if r.state == PublicationState.NEEDS_REVIEW]
     failed = [r for r in rows if r.state == PublicationState.FAILED]
     if review:
-        post.error_message = "needs review: " + ", ".join(f"publication {r.id} ({r.platform} account {r.account_id})" for r in review)
+        post.error_message = error_text("needs review: " + ", ".join(f"publication {r.id} ({r.platform} account {r.account_id})" for r in review))
     elif failed:
         post.state = PostState.FAILED
-        post.error_message = f"{len(failed)} of {len(rows)} publications failed: " + "; ".join(
+        post.error_message = error_text(f"{len(failed)} of {len(rows)} publications failed: " + "; ".join(
             f"publication {r.id} ({r.platform} account {r.account_id}): {r.error_message}" for r in failed
-        )
+        ))
     else:
         post.state, post.published_at, post.error_message = PostState.PUBLISHED, func.now(), None
     post.updated_at = func.now()
@@ -165,12 +166,13 @@ def expire_account(session: Session, account_id: int, reason: str) -> list[int]:
     """The account's token was refused: the account becomes expired and its publications that
     have not started fail. Returns the posts whose state may have changed (settle them)."""
     account = _account(session, account_id, lock=True)
+    reason = error_text(reason) or "no reason given"
     account.status, account.status_reason = AccountStatus.EXPIRED, reason
     pending = list(session.scalars(select(PostPublication).where(
         PostPublication.social_account_id == account_id, PostPublication.state == PublicationState.PENDING,
     ).with_for_update()))
     for publication in pending:
-        publication.state, publication.error_message = PublicationState.FAILED, f"account expired: {reason}"
+        publication.state, publication.error_message = PublicationState.FAILED, error_text(f"account expired: {reason}")
     session.flush()
     return sorted({p.post_id for p in pending})
 
@@ -189,7 +191,7 @@ def resolve_publication(session: Session, publication_id: int, *, platform_post_
         publication.state, publication.platform_post_id, publication.published_at = (
             PublicationState.PUBLISHED, platform_post_id, func.now())
     else:
-        publication.state, publication.error_message = PublicationState.FAILED, failed_reason
+        publication.state, publication.error_message = PublicationState.FAILED, error_text(failed_reason)
     session.flush()
     settle_post(session, publication.post_id)
     return publication

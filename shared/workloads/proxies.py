@@ -19,7 +19,7 @@ FAN_OUT_PAGE = 500
 def add_proxy(
     session: Session, *, type: str, host: str, port: int, username: str | None = None, password: str | None = None
 ) -> Proxy:
-    """A new proxy, active until its first check says otherwise."""
+    """A new proxy: `unchecked`, with no health score, until its first check decides."""
     if type not in set(ProxyType):
         raise ValidationError(f"proxy type must be one of {', '.join(ProxyType)}; got {type!r}", field="type")
     if not host or not host.strip():
@@ -57,11 +57,13 @@ def list_proxies(session: Session) -> list[Proxy]:
 
 
 def set_proxy_enabled(session: Session, proxy_id: int, enabled: bool) -> Proxy:
-    """An operator's decision. Enabling starts afresh (status active, no failure streak); the
-    next check decides from there."""
+    """An operator's decision. Enabling starts afresh (status active, no failure streak; still
+    unchecked if no check was ever recorded); the next check decides from there."""
     proxy = get_proxy(session, proxy_id, lock=True)
     if enabled:
-        proxy.status, proxy.consecutive_failures = ProxyStatus.ACTIVE, 0
+        never_checked = proxy.health_score is None
+        proxy.status = ProxyStatus.UNCHECKED if never_checked else ProxyStatus.ACTIVE
+        proxy.consecutive_failures = 0
     else:
         proxy.status = ProxyStatus.DISABLED
     return proxy
@@ -79,8 +81,8 @@ def any_checkable_proxies(session: Session) -> bool:
 
 
 def enqueue_checks(session: Session) -> tuple[int, int]:
-    """The fan-out: a check job for every proxy that is not disabled (dead ones too: checks are
-    how they recover). A proxy whose last check is still queued or running keeps that job
+    """The fan-out: a check job for every proxy that is not disabled (unchecked ones, and dead
+    ones too: checks are how they recover). A proxy whose last check is still queued or running keeps that job
     (the type is unique per proxy). Returns (enqueued, already pending)."""
     added = held = 0
     after = 0

@@ -88,6 +88,32 @@ def test_the_cli_adds_and_lists_proxies_without_their_password(db):
     assert added.exit_code == 0, added.output
     listed = CliRunner().invoke(proxies, ["list", "--json"])
     assert listed.exit_code == 0 and '"host": "10.0.0.1"' in listed.output
+    assert '"status": "unchecked"' in listed.output and '"health_score": null' in listed.output
     assert "Cl1-S3cret" not in added.output + listed.output
     with db.session() as session:
         assert session.execute(text("SELECT count(*) FROM proxies WHERE password_encrypted IS NOT NULL")).scalar() == 1
+
+
+def test_a_new_proxy_is_unchecked_and_unscored_until_its_first_check(db):
+    proxy = new_proxy(db)
+    assert tuple(row(db, "SELECT status, health_score, last_checked_at FROM proxies WHERE id = :i", i=proxy)) == (
+        "unchecked", None, None)
+    # The database refuses a score on an unchecked proxy.
+    with pytest.raises(Exception, match="ck_proxies_unchecked_has_no_score"), db.session() as session:
+        session.execute(text("UPDATE proxies SET health_score = 100 WHERE id = :i"), {"i": proxy})
+    # Disabled and enabled again before any check: still unchecked.
+    with db.session() as session:
+        proxy_service.set_proxy_enabled(session, proxy, False)
+    with db.session() as session:
+        proxy_service.set_proxy_enabled(session, proxy, True)
+    assert row(db, "SELECT status FROM proxies WHERE id = :i", i=proxy)[0] == "unchecked"
+    assert apply(db, proxy, OK) == ("active", 100, 0)
+    other = new_proxy(db, port=1081)
+    assert apply(db, other, REFUSED) == ("dead", 0, 1)
+
+
+def test_the_fan_out_checks_unchecked_proxies(db):
+    proxy = new_proxy(db)
+    with db.session() as session:
+        assert proxy_service.enqueue_checks(session) == (1, 0)
+    assert row(db, "SELECT payload->>'proxy_id' FROM jobs WHERE type = 'proxies.check'")[0] == str(proxy)

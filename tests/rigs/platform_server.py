@@ -4,7 +4,9 @@ One stdlib HTTP server on 127.0.0.1 (random port, daemon thread) speaks the docu
 keeps the state a platform would, records every request, and fails on command, for instance
 `server.fail_next("graph.media_publish", "hang")`. `hang` and `reset` take `publish=` (does the
 platform act before the answer is lost? by default a hang does, a reset does not); `hang` also
-takes `seconds` (default: until the server stops).
+takes `seconds` (default: until the server stops). `raw` answers `body=` (bytes or str) as it
+is, with `status=` (default 500) and `content_type=` (default text/html): a platform, or a
+gateway before it, answering with something that is not its documented shape.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from worker.platforms.webhook import verify_signature
 ROUTES = ("telegram.sendMessage", "telegram.sendPhoto", "graph.media", "graph.media_publish",
           "graph.media_list", "webhook")
 KINDS = ("rate_limit", "server_error", "bad_request", "unauthorized", "blocked", "auth_expired",
-         "hang", "reset")
+         "hang", "reset", "raw")
 Reply = tuple[int, dict[str, Any], dict[str, str]]
 
 
@@ -243,6 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
         failure = platform.record(RecordedRequest(route, self.command, url.path, query, headers, body, raw))
         if failure is None:
             return self._reply(*act())
+        if failure.kind == "raw":
+            return self._reply_raw(failure.params)
         if failure.kind not in ("hang", "reset"):
             return self._reply(*_failure_reply(route.split(".")[0], failure.kind, failure.params))
         if failure.params.get("publish", failure.kind == "hang"):
@@ -272,6 +276,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for name, value in {"Content-Type": "application/json", **headers}.items():
             self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _reply_raw(self, params: dict[str, Any]) -> None:
+        body = params.get("body", b"")
+        data = body.encode() if isinstance(body, str) else bytes(body)
+        self.send_response(int(params.get("status", 500)))
+        self.send_header("Content-Type", params.get("content_type", "text/html"))
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

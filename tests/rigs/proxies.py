@@ -16,6 +16,7 @@ except `/text` (the bare address as text/plain) and `/status/NNN` (status NNN).
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
 import json
@@ -264,6 +265,65 @@ def trickling_proxy() -> Iterator[int]:
             pass  # the client gave up, as it should
 
     yield from _hold_connections(trickle)
+
+
+NON_ASCII_PASSWORD = "Pässwört-€-Geheim-42"  # sent by the checker, echoed back by `echoing_proxy`
+
+
+def _answer(reply: Callable[[bytes], bytes]) -> Callable[[socket.socket, threading.Event], None]:
+    """A connection handler: read the request head, send `reply(head)`, hang up."""
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        conn.settimeout(5)
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            conn.sendall(reply(head))
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    return serve
+
+
+def _echo_credentials(head: bytes) -> bytes:
+    # Like a careless proxy (or the gateway behind it): the refusal quotes what was sent, the
+    # decoded user:password and the Basic token, in its reason phrase.
+    token = b""
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"proxy-authorization":
+            token = value.strip().removeprefix(b"Basic ").strip()
+    credentials = base64.b64decode(token) if token else b"(none)"
+    reason = b"Forbidden for " + credentials + b" (Basic " + token + b")"
+    if head.startswith(b"CONNECT"):
+        return b"HTTP/1.1 403 " + reason + b"\r\n\r\n"
+    # To a plain request, a status line http.client cannot parse: its error quotes the line,
+    # decoded as latin-1 (mojibake of a non-ASCII password).
+    return b"HTTP/1.1 4O3 " + reason + b"\r\n\r\n"
+
+
+def _answer_with_nul(head: bytes) -> bytes:
+    if head.startswith(b"CONNECT"):
+        return b"HTTP/1.1 403 \x00Forbid\x00den\x00\r\n\r\n"
+    return b"HTTP/1.1 2\x000 \x00\x00OK\r\n\r\n"
+
+
+@pytest.fixture(scope="session")
+def echoing_proxy() -> Iterator[int]:
+    """Port of a proxy that refuses every request, quoting the credentials it got (decoded, and
+    as the Basic token) in the reason phrase; a malformed status line to plain requests."""
+    yield from _hold_connections(_answer(_echo_credentials))
+
+
+@pytest.fixture(scope="session")
+def nul_proxy() -> Iterator[int]:
+    """Port of a proxy whose answers (to CONNECT and to plain requests) hold NUL bytes."""
+    yield from _hold_connections(_answer(_answer_with_nul))
 
 
 def _hold_connections(

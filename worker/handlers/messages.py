@@ -28,6 +28,7 @@ from shared.models.domain import ProactiveMessage
 from shared.models.states import MessageState
 from shared.outcomes import Cancel, Discard, Outcome, Snooze
 from shared.settings import get_settings
+from shared.workloads import error_text
 from shared.workloads.messages import FAN_OUT_PAGE, active_connection, deactivate_connection, enqueue_due_messages
 from worker.binding import handles
 from worker.context import JobContext
@@ -124,7 +125,8 @@ def _update(step: Delivery, **values: object) -> None:
         message = session.get(ProactiveMessage, step.message_id, with_for_update=True)
         assert message is not None
         for name, value in values.items():
-            setattr(message, name, value)
+            # failure_reason quotes what Telegram or an exception said: stored cleaned.
+            setattr(message, name, error_text(value) if name == "failure_reason" else value)
 
 
 def _fail(step: Delivery, reason: str) -> Outcome:

@@ -23,6 +23,7 @@ from shared.models.domain import Post, PostPublication, SocialAccount
 from shared.models.states import AccountStatus, PostState, PublicationState, SocialPlatform
 from shared.outcomes import Discard, Outcome, Snooze
 from shared.settings import Settings, get_settings
+from shared.workloads import error_text
 from shared.workloads.posts import FAN_OUT_PAGE, expire_account, settle_post, start_due_posts
 from worker.binding import handles
 from worker.context import JobContext
@@ -164,7 +165,7 @@ def _publish(target: Target, settings: Settings) -> str:
 
 
 def _settle_now(session: Session, publication: PostPublication, state: str, message: str) -> Outcome:
-    publication.state, publication.error_message = state, message
+    publication.state, publication.error_message = state, error_text(message)
     session.flush()
     settle_post(session, publication.post_id)
     return Discard(f"publication {publication.id}: {message}")
@@ -173,7 +174,7 @@ def _settle_now(session: Session, publication: PostPublication, state: str, mess
 def _set(session: Session, publication_id: int, state: str, message: str | None, platform_post_id: str | None = None) -> None:
     publication = session.get(PostPublication, publication_id, with_for_update=True, populate_existing=True)
     assert publication is not None
-    publication.state, publication.error_message = state, message
+    publication.state, publication.error_message = state, error_text(message)
     if platform_post_id is not None:
         publication.platform_post_id, publication.published_at = platform_post_id, func.now()
     session.flush()

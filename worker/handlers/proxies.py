@@ -15,11 +15,12 @@ from shared.jobtypes.proxies import CHECK, CHECK_ALL, ProxyCheck
 from shared.jobtypes.registry import EmptyPayload
 from shared.models.domain import Proxy, ProxyHealthLog
 from shared.models.states import ProxyStatus
+from shared.outside_text import clean
 from shared.settings import get_settings
 from shared.workloads.proxies import enqueue_checks
 from worker.binding import handles
 from worker.context import JobContext
-from worker.proxies.checker import CheckResult, ProxyEndpoint, check_proxy
+from worker.proxies.checker import MAX_ERROR_MESSAGE, CheckResult, ProxyEndpoint, check_proxy
 from worker.proxies.scoring import WINDOW, CheckOutcome, health_score, next_status
 
 
@@ -66,7 +67,10 @@ def record_check(session: Session, proxy_id: int, result: CheckResult, disable_a
         return "gone", 0
     session.add(ProxyHealthLog(
         proxy_id=proxy_id, ok=result.ok, latency_ms=result.latency_ms, http_status=result.http_status,
-        error_class=result.error_class, error_message=result.error_message, exit_ip=result.exit_ip,
+        # The checker cleaned its message already; cleaned again here because this is where it
+        # is stored, whoever made the result (a NUL would make the check unrecordable).
+        error_class=result.error_class, error_message=clean(result.error_message, limit=MAX_ERROR_MESSAGE),
+        exit_ip=clean(result.exit_ip),
     ))
     session.flush()
     recent = session.execute(

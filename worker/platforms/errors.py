@@ -6,7 +6,9 @@ outcomes to job decisions with one `except` per class and nothing falls through 
 (`RateLimited`, `TransientFailure`: the platform did not act) and `OutcomeUnknown` (it may
 have acted: repeating could post or message twice).
 
-Messages never carry credentials: adapters redact them before raising.
+Messages never carry credentials: adapters pass the platform's words through
+`transport.remote_text` (`shared.outside_text.clean` with the adapter's secrets: redacted in
+every encoding, then cut) before raising.
 """
 
 from __future__ import annotations

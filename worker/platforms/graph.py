@@ -25,7 +25,8 @@ from worker.platforms.errors import (
     RateLimited,
     TransientFailure,
 )
-from worker.platforms.transport import Redactor, install_httpx_log_redaction, json_body, retry_after, send
+from shared.outside_text import Redactor
+from worker.platforms.transport import install_httpx_log_redaction, json_body, remote_text, retry_after, send
 
 _AUTH_EXPIRED_CODES = frozenset({190})
 # 4 app, 17 user, 32 page, 613 custom rate limit (Graph's documented throttling codes).
@@ -171,7 +172,9 @@ class GraphPublisher:
         error = reply.get("error") if isinstance(reply, dict) else None
         error = error if isinstance(error, dict) else {}
         code = error.get("code")
-        message = self._redact(str(error.get("message") or response.text.strip()[:500] or f"HTTP {status}"))
+        # Redacted before it is cut (remote_text): a cut first could leave part of the token.
+        words = error.get("message") or response.content.strip() or f"HTTP {status}"
+        message = remote_text(words if isinstance(words, (str, bytes)) else str(words), self._redact)
         context: dict[str, Any] = {
             "edge": edge,
             "status_code": status,

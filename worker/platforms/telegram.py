@@ -20,7 +20,8 @@ from worker.platforms.errors import (
     RecipientBlocked,
     TransientFailure,
 )
-from worker.platforms.transport import Redactor, install_httpx_log_redaction, json_body, retry_after, send
+from shared.outside_text import Redactor
+from worker.platforms.transport import install_httpx_log_redaction, json_body, remote_text, retry_after, send
 
 # 403 descriptions that mean "this chat is gone for the bot", as opposed to other refusals.
 # Proactive messaging deactivates the connection on these, so the list is deliberately narrow.
@@ -107,7 +108,7 @@ class TelegramBotApi:
     def _error(self, method: str, response: httpx.Response, body: Any) -> Exception:
         body = body if isinstance(body, dict) else {}
         code = body["error_code"] if isinstance(body.get("error_code"), int) else response.status_code
-        description = self._redact(str(body.get("description") or response.reason_phrase or f"HTTP {code}"))
+        description = remote_text(str(body.get("description") or response.reason_phrase or f"HTTP {code}"), self._redact)
         parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
         context: dict[str, Any] = {"method": method, "status_code": code}
         if response.is_success and body.get("ok") is not False:

@@ -13,21 +13,21 @@ Two things every adapter needs and must get right the same way:
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterable
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
+from shared.outside_text import REDACTED, Redactor, clean
 from worker.platforms.errors import OutcomeUnknown, PermanentFailure, TransientFailure
 
-REDACTED = "<redacted>"
+__all__ = ["MAX_MESSAGE", "REDACTED", "Redactor", "install_httpx_log_redaction", "json_body", "remote_text",
+           "retry_after", "send"]
 
-# Shapes of credentials as they appear in URLs: `/bot<id>:<secret>/` and `access_token=<token>`.
-_URL_SECRETS = re.compile(r"(/bot)\d+:[\w-]+|((?:^|[?&\s])access_token=)[^&\s\"']+")
+# The most characters of a platform's own words an adapter error carries (it is stored as
+# jobs.last_error, job_executions.error_message and the workloads' error columns).
+MAX_MESSAGE = 500
 
 # Exceptions raised before the request was completely handed to the server: repeating is safe.
 _NOT_SENT: tuple[type[httpx.TransportError], ...] = (
@@ -46,29 +46,17 @@ _UNSENDABLE: tuple[type[Exception], ...] = (
 )
 
 
-class Redactor:
-    """Replaces known secrets (and their URL-encoded forms) in any text."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        forms = {form for secret in secrets if secret for form in (secret, quote(secret, safe=""))}
-        # Longest first, so a secret that contains another is replaced whole.
-        self._forms = sorted(forms, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for form in self._forms:
-            text = text.replace(form, REDACTED)
-        return _scrub_urls(text)
-
-
-def _scrub_urls(text: str) -> str:
-    return _URL_SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
+def remote_text(text: str | bytes, redact: Redactor) -> str:
+    """A platform's words, as an adapter error may carry them: cleaned, redacted, then cut."""
+    return clean(text, secrets=redact, limit=MAX_MESSAGE)
 
 
 class _RedactHttpxLog(logging.Filter):
-    # httpx logs every request URL at INFO; Celery workers usually run at INFO.
+    # httpx logs every request URL at INFO; Celery workers usually run at INFO. No secret list
+    # here: the credential shapes (a token in the path, access_token=) are what it finds.
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = _scrub_urls(message)
+        redacted = clean(message)
         if redacted != message:
             record.msg, record.args = redacted, ()
         return True
@@ -105,7 +93,7 @@ def _classify(exc: Exception, redact: Redactor) -> Exception:
 
 
 def _describe(exc: Exception, redact: Redactor) -> str:
-    return redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
+    return remote_text(f"{type(exc).__name__}: {exc}".rstrip(": "), redact)
 
 
 def json_body(response: httpx.Response) -> Any:

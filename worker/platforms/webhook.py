@@ -16,7 +16,8 @@ import httpx
 
 from shared.clock import Clock, SystemClock
 from worker.platforms.errors import OutcomeUnknown, PermanentFailure, RateLimited, TransientFailure
-from worker.platforms.transport import Redactor, json_body, retry_after, send
+from shared.outside_text import Redactor
+from worker.platforms.transport import json_body, remote_text, retry_after, send
 
 SIGNATURE_HEADER = "X-Signature-256"
 IDEMPOTENCY_HEADER = "X-Idempotency-Key"
@@ -24,7 +25,6 @@ TIMESTAMP_HEADER = "X-Timestamp"
 _SCHEME = "sha256="
 # Without a Retry-After header, back off a little rather than hammer the receiver.
 _DEFAULT_RETRY_AFTER = 1.0
-_MAX_MESSAGE = 500
 
 
 def sign(secret: str | bytes, body: bytes) -> str:
@@ -106,7 +106,8 @@ class WebhookPublisher:
 
     def _error(self, response: httpx.Response, reply: Any) -> Exception:
         status = response.status_code
-        message = self._redact(_message(response, reply))
+        # Redacted before it is cut (remote_text): a cut first could leave part of the secret.
+        message = remote_text(_message(response, reply), self._redact)
         if status == 429:
             wait = retry_after(response.headers, self._clock.now())
             return RateLimited(_DEFAULT_RETRY_AFTER if wait is None else wait, message, status_code=status)
@@ -115,7 +116,7 @@ class WebhookPublisher:
         return PermanentFailure(message, status_code=status)
 
 
-def _message(response: httpx.Response, reply: Any) -> str:
+def _message(response: httpx.Response, reply: Any) -> str | bytes:
     """The receiver's own words for the failure, whichever common shape it used."""
     if isinstance(reply, dict):
         error = reply.get("error")
@@ -124,5 +125,5 @@ def _message(response: httpx.Response, reply: Any) -> str:
         for value in (error, reply.get("message"), reply.get("detail")):
             if isinstance(value, str) and value:
                 return value
-    text = response.text.strip()
-    return text[:_MAX_MESSAGE] if text else f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    body = response.content.strip()
+    return body if body else f"HTTP {response.status_code} {response.reason_phrase}".strip()

@@ -8,7 +8,9 @@ bounds everything from name resolution to the last body byte, so a proxy that ac
 connection and then stalls (or trickles one byte a second) cannot hold a worker.
 
 Passwords never appear in text this module produces: `ProxyEndpoint` masks them in repr/str and
-every error message is scrubbed of the password and of its Basic token before it is returned.
+every error message goes through `shared.outside_text.clean` with the password as the secret
+(every encoding of it: mojibake of a reason phrase, percent-encoding, the Basic token, ...),
+which also drops what a `text` column cannot hold (a proxy may answer with NUL bytes).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 from urllib.parse import urlsplit
 
+from shared.outside_text import clean
 from worker.proxies.deadline_io import (
     Deadline,
     DeadlineSocket,
@@ -61,6 +64,8 @@ ERROR_CLASSES: tuple[ErrorClass, ...] = get_args(ErrorClass)
 # Enough for any "what is my IP" answer; a bigger body is cut, not waited for.
 _MAX_BODY_BYTES = 64 * 1024
 _USER_AGENT = "jobplatform-proxy-check/1"
+# The most characters of an error message a check reports (proxy_health_logs.error_message).
+MAX_ERROR_MESSAGE = 1000
 _Phase = Literal["resolve", "connect", "handshake", "tls", "http"]
 
 
@@ -141,7 +146,7 @@ def check_proxy(
         status, body = attempt.run()
     except Exception as exc:  # the contract: failures are values, whatever raised them
         error_class, message = _classify(exc, attempt.phase)
-        return CheckResult(False, None, None, error_class, _scrub(message, proxy), None)
+        return CheckResult(False, None, None, error_class, error_text(message, proxy), None)
     finally:
         attempt.close()
     latency_ms = (clock() - started) * 1000.0
@@ -269,11 +274,9 @@ def _classify(exc: Exception, phase: _Phase) -> tuple[ErrorClass, str]:
     return "unknown", detail
 
 
-def _scrub(message: str, proxy: ProxyEndpoint) -> str:
-    if not proxy.password:  # an empty password would "match" everywhere
-        return message
-    token = basic_credentials(proxy.username or "", proxy.password).removeprefix("Basic ")
-    return message.replace(token, "***").replace(proxy.password, "***")
+def error_text(message: str | bytes, proxy: ProxyEndpoint) -> str:
+    """A failure's words as they may be stored: cleaned, the password redacted, then cut."""
+    return clean(message, secrets=(proxy.password,), limit=MAX_ERROR_MESSAGE)
 
 
 def _exit_ip(body: bytes) -> str | None:

@@ -175,7 +175,9 @@ def http_connect(
     if status == 407:
         sent = "rejected the credentials" if username is not None else "requires credentials"
         raise HandshakeFailure("proxy_auth_failed", f"proxy {sent} (407)")
-    reason = parts[2].decode("latin-1").strip() if len(parts) > 2 else ""
+    # UTF-8 with replacement, never latin-1: mojibake would hide an echoed password from the
+    # redaction the checker applies to every message.
+    reason = parts[2].decode("utf-8", "replace").strip() if len(parts) > 2 else ""
     raise HandshakeFailure("proxy_rejected", f"proxy answered CONNECT with {status} {reason}")
 
 

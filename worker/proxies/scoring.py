@@ -12,7 +12,8 @@ Over the last `WINDOW` checks (oldest first in the sequence), each check weighs
 `median_ok_latency` is the median latency of the successful checks in the window that have one
 (the median, so one slow outlier does not sink a good proxy). A proxy answering within FAST_MS
 loses nothing for speed; one at SLOW_MS or slower loses half its score, so a reliable but very
-slow proxy lands in "degraded". No checks at all score 0: no evidence is not health.
+slow proxy lands in "degraded". No checks at all score 0: no evidence is not health. (A proxy
+that was never checked is stored `unchecked` with no score at all: NULL, not 0 and not 100.)
 
 Status
 ------
@@ -25,7 +26,10 @@ Rules in order, the first that applies wins:
    (`consecutive_failures == 0`) and `score >= RECOVER_SCORE`; otherwise `degraded`.
    RECOVER_SCORE is above ACTIVE_MIN_SCORE on purpose, so a proxy hovering around the line
    does not flap between active and degraded on every check.
-5. from `active`: `active` while `score >= ACTIVE_MIN_SCORE`, else `degraded`.
+5. from `active` or `unchecked` (the first check): `active` while `score >= ACTIVE_MIN_SCORE`,
+   else `degraded`.
+
+No check returns `unchecked`: a proxy leaves it with its first check and never comes back.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-ProxyStatus = Literal["active", "degraded", "dead", "disabled"]
+ProxyStatus = Literal["unchecked", "active", "degraded", "dead", "disabled"]
 STATUSES: tuple[ProxyStatus, ...] = get_args(ProxyStatus)
 
 WINDOW = 20  # checks considered; older ones no longer say much about the proxy
