@@ -6,23 +6,37 @@ wake drains every pending notification), re-polls quickly while queues are busy,
 when nothing moves, and republishes jobs whose message was lost. Rows are committed before
 their messages are sent; a crash in between leaves jobs `dispatched`, which the redispatch
 timeout covers.
+
+Poison isolation: a round that fails for any reason but a lost connection (a row whose values
+cannot be loaded or updated, a message that cannot be encoded) is done again for that queue one
+job at a time: ids first (an id always loads), then each job in a savepoint. A job that cannot
+be dispatched, promoted or published is failed alone with the reason in `last_error`; the other
+jobs and queues go on in the same round. When nothing fails, the rounds are as fast as before:
+the slow path costs nothing until it is needed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 from datetime import datetime
+from functools import partial
+from typing import Callable, TypeVar
 
 import psycopg
 from celery import Celery
+from kombu.exceptions import EncodeError
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
 from shared.broker import publish
 from shared.clock import Clock, sql_now
 from shared.db import Database
+from shared.errors import BrokerError, PlatformError, ServiceUnavailable
 from shared.jobtypes.registry import Registry
 from shared.settings import Settings
 from shared.store import jobs as job_store
@@ -32,6 +46,7 @@ from scheduler.limits import QUEUE_SCOPE, RatePlan, live_starts, plan, scope_of
 from scheduler.service import Service
 
 log = logging.getLogger("scheduler.dispatcher")
+T = TypeVar("T")
 
 CHANNEL = "jobs_ready"
 PROMOTE_BATCH = 5000
@@ -44,6 +59,40 @@ REDISPATCH_EVERY_SECONDS = 1.0
 # is at its limit, up to this many pages: a busy key never blocks the rest of its queue.
 LIMITED_PAGE_MIN = 20
 LIMITED_PAGES = 5
+# A job's reason in `last_error` keeps the error's first line, up to this many characters.
+REASON_MAX_CHARS = 500
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The database or the broker is away: the round is tried again later, whole, and no job is
+    to blame. Anything else met while handling a round's rows is the rows' fault."""
+    if isinstance(exc, (ServiceUnavailable, OperationalError, InterfaceError, psycopg.OperationalError,
+                        psycopg.InterfaceError, ConnectionError)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, BrokerError):  # publish wraps kombu's errors: the cause tells which kind
+        return not isinstance(exc.__cause__, EncodeError)  # a message that cannot be encoded
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    """An error's first line, without the SQL and parameters SQLAlchemy appends."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    if not isinstance(exc, PlatformError) and orig is None:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line[:REASON_MAX_CHARS]
+
+
+def unpublishable(job: DispatchedJob) -> str | None:
+    """Why a dispatched job cannot become a message a worker can run, if it cannot: its time
+    limit must be a finite, positive number of seconds (a worker cannot arm infinity)."""
+    timeout = job.timeout_seconds
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        return f"timeout_seconds {timeout!r} is not a finite positive number"
+    return None
 
 
 class Dispatcher(Service):
@@ -62,6 +111,7 @@ class Dispatcher(Service):
         self._last_redispatch = 0.0
         self._last_promote = 0.0
         self.published_total = 0
+        self.failed_alone_total = 0  # jobs failed because the dispatcher could not handle them
         self.key_limits = registry.key_limits()
         self._wake_in = float("inf")  # set by a rate-limited round: when the next start is allowed
         self._windows_full = False  # a queue's window had no room this round
@@ -72,8 +122,7 @@ class Dispatcher(Service):
         now = sql_now(self.clock)
         if time.monotonic() - self._last_promote >= PROMOTE_EVERY_SECONDS:
             self._last_promote = time.monotonic()
-            with self.database.session() as session:
-                job_store.promote_scheduled(session, PROMOTE_BATCH, now)
+            self._promote(now)
         with self.database.session() as session:
             busy = job_store.queues_with_work(session, now)
         moved = sum(self._dispatch_queue(name) for name in busy)
@@ -82,7 +131,38 @@ class Dispatcher(Service):
             moved += self._redispatch()
         return moved
 
+    def _promote(self, now: datetime | None) -> None:
+        try:
+            with self.database.session() as session:
+                job_store.promote_scheduled(session, PROMOTE_BATCH, now)
+            return
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.warning("dispatcher: promotion failed (%s); promoting jobs one at a time", describe(exc))
+        with self.database.session() as session:
+            for job_id in job_store.due_scheduled_ids(session, PROMOTE_BATCH, now):
+                self._alone(session, job_id, "promotion", partial(job_store.promote_job, session, job_id), now)
+
     def _dispatch_queue(self, name: str) -> int:
+        """One queue's round; when it fails (not for a lost connection), the same round one job
+        at a time, so a row that cannot be handled is failed alone and the rest go on."""
+        try:
+            return self._dispatch_round(name)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.warning("dispatcher: the round of queue %s failed (%s); dispatching its jobs one at a time",
+                        name, describe(exc))
+        try:
+            return self._dispatch_singly(name)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.exception("dispatcher: queue %s is skipped this round", name)
+            return 0
+
+    def _dispatch_round(self, name: str) -> int:
         now = sql_now(self.clock)
         with self.database.session() as session:
             queue = job_store.lock_queue(session, name)
@@ -96,16 +176,85 @@ class Dispatcher(Service):
                 jobs = self._dispatch_limited(session, queue, room, now)
             else:  # no limit can apply: one statement picks and moves the head of the backlog
                 jobs = job_store.dispatch_queue(session, name, room, now)
-            unknown = [j.id for j in jobs if j.type not in self.registry]
-            job_store.fail_unknown_types(session, unknown, now)
+            publishable = self._screen(session, jobs, now)
         # Committed: now the messages may name these rows.
-        self._publish([j for j in jobs if j.type in self.registry])
+        self._publish(publishable)
         return len(jobs)
+
+    def _dispatch_singly(self, name: str) -> int:
+        """The round again, one job at a time: ids in dispatch order, then each job loaded and
+        moved in a savepoint of its own (under limits, the choice is made among the jobs that
+        loaded). Page-reading past limited keys is left to the next, fast, round."""
+        now = sql_now(self.clock)
+        with self.database.session() as session:
+            queue = job_store.lock_queue(session, name)
+            if queue is None:
+                return 0
+            room = min(self._room(queue, *job_store.queue_in_flight(session, name)), self.settings.dispatch_batch)
+            if room <= 0:
+                return 0
+            ids = job_store.runnable_job_ids(session, name, room, now)
+            if self.key_limits or queue.rate_limit is not None:
+                candidates = [
+                    c for i in ids
+                    if (c := self._alone(session, i, "dispatch", partial(limit_store.job_candidate, session, i), now))
+                ]
+                ids = self._choose(session, queue, self._queue_key(queue), candidates, room, now) if candidates else []
+            jobs = [
+                job for i in ids
+                for job in self._alone(session, i, "dispatch", partial(limit_store.mark_dispatched, session, [i], now), now) or []
+            ]
+            publishable = self._screen(session, jobs, now)
+        self._publish(publishable)
+        return len(jobs)
+
+    def _alone(self, session: Session, job_id: int, action: str, step: Callable[[], T], now: datetime | None) -> T | None:
+        """One job's step in a savepoint of its own; a job whose step fails is failed alone."""
+        try:
+            with session.begin_nested():
+                return step()
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            self._fail_alone(session, job_id, f"{action} failed: {describe(exc)}", now)
+            return None
+
+    def _fail_alone(self, session: Session, job_id: int, reason: str, now: datetime | None) -> None:
+        log.error("dispatcher: job %d failed alone: %s", job_id, reason)
+        try:
+            with session.begin_nested():
+                if job_store.fail_undispatchable(session, job_id, reason, now):
+                    self.failed_alone_total += 1
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.exception("dispatcher: job %d could not be failed either; it is skipped", job_id)
+
+    def _screen(self, session: Session, jobs: list[DispatchedJob], now: datetime | None) -> list[DispatchedJob]:
+        """The jobs that may be published. The others fail now, in the round's transaction: a
+        type no process declares, a job no worker could run as sent. Checks in Python only: no
+        statement unless a job fails."""
+        unknown = [j.id for j in jobs if j.type not in self.registry]
+        job_store.fail_unknown_types(session, unknown, now)
+        publishable = []
+        for job in jobs:
+            if job.type not in self.registry:
+                continue
+            problem = unpublishable(job)
+            if problem is not None:
+                self._fail_alone(session, job.id, f"dispatch failed: {problem}", now)
+                continue
+            publishable.append(job)
+        return publishable
+
+    @staticmethod
+    def _queue_key(queue: QueueRow) -> str | None:
+        return QUEUE_SCOPE + queue.name if queue.rate_limit is not None and queue.rate_period_seconds else None
 
     def _dispatch_limited(self, session: Executor, queue: QueueRow, room: int, now: datetime | None) -> list[DispatchedJob]:
         """Candidates first, then a choice in Python under the key and rate limits. Reads a
         page the size of the room, and further pages only while limited keys were skipped."""
-        queue_key = QUEUE_SCOPE + queue.name if queue.rate_limit is not None and queue.rate_period_seconds else None
+        queue_key = self._queue_key(queue)
         chosen: list[int] = []
         after: Candidate | None = None
         for _ in range(LIMITED_PAGES):
@@ -150,18 +299,48 @@ class Dispatcher(Service):
         return room
 
     def _redispatch(self) -> int:
-        with self.database.session() as session:
-            lost = job_store.redispatch_lost(
-                session, self.settings.redispatch_after_seconds, self.settings.dispatch_batch, sql_now(self.clock)
-            )
+        now = sql_now(self.clock)
+        after, limit = self.settings.redispatch_after_seconds, self.settings.dispatch_batch
+        try:
+            with self.database.session() as session:
+                lost = self._screen(session, job_store.redispatch_lost(session, after, limit, now), now)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.warning("dispatcher: redispatch failed (%s); redispatching jobs one at a time", describe(exc))
+            with self.database.session() as session:
+                lost = [
+                    job for i in job_store.lost_job_ids(session, after, limit, now)
+                    if (job := self._alone(session, i, "redispatch", partial(job_store.redispatch_job, session, i, now), now))
+                ]
+                lost = self._screen(session, lost, now)
         if lost:
             log.warning("republishing %d jobs whose messages were lost", len(lost))
             self._publish(lost)
         return len(lost)
 
     def _publish(self, jobs: list[DispatchedJob]) -> None:
-        if jobs:
+        """All messages on one connection; when that fails for a reason other than the broker
+        being away, one message at a time, and a job whose message cannot be sent fails alone
+        (a message sent twice is harmless: the claim drops the duplicate)."""
+        if not jobs:
+            return
+        try:
             self.published_total += publish(self.app, self.settings, jobs)
+            return
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.warning("dispatcher: publishing %d jobs failed (%s); publishing them one at a time",
+                        len(jobs), describe(exc))
+        for job in jobs:
+            try:
+                self.published_total += publish(self.app, self.settings, [job])
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                with self.database.session() as session:
+                    self._fail_alone(session, job.id, f"publish failed: {describe(exc)}", sql_now(self.clock))
 
     def wait(self, stop: threading.Event, did: int) -> None:
         """Moved jobs: look again almost at once. A window full: look again soon (workers are

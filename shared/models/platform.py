@@ -31,6 +31,24 @@ from shared.models.base import EMPTY_OBJECT, Base, created_at_column, one_of
 from shared.models.states import ExecutionState, JobState, MisfirePolicy
 
 PRIORITY_MIN, PRIORITY_MAX, PRIORITY_DEFAULT = 0, 9, 5
+# What a plain INSERT INTO jobs may set is enforced by the trigger `jobs_insert_contract`
+# (migration 0004); these are its ceilings, for code that wants to say them in an error.
+INSERT_PAYLOAD_MAX_BYTES = 1048576
+INSERT_METADATA_MAX_BYTES = 16384
+INSERT_MAX_ATTEMPTS_MAX = 1000
+INSERT_TIMEOUT_MAX_SECONDS = 2592000
+INSERT_UNIQUE_PERIOD_MAX_SECONDS = 315360000
+
+
+def finite(column: str) -> CheckConstraint:
+    """Timestamps and seconds must be finite (-infinity cannot be loaded into a datetime; an
+    infinite or NaN period breaks interval arithmetic). Added NOT VALID by migration 0004: old
+    rows are not scanned, new rows and every update are checked. NULL passes."""
+    is_float = column.endswith("_seconds")
+    condition = f"{column} < 'Infinity'::float8" if is_float else f"isfinite({column})"
+    short = {"timeout_seconds": "timeout", "unique_period_seconds": "unique_period",
+             "jitter_seconds": "jitter", "rate_period_seconds": "rate_period"}.get(column, column)
+    return CheckConstraint(condition, name=f"{short}_finite", postgresql_not_valid=True)
 QUEUE_NAME_PATTERN = "^[a-z0-9][a-z0-9_.-]{0,62}$"
 
 
@@ -45,6 +63,7 @@ class Queue(Base):
             name="rate_limit_pair",
         ),
         CheckConstraint("retention_seconds > 0", name="retention_positive"),
+        finite("rate_period_seconds"),
     )
 
     name: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -70,6 +89,8 @@ class Job(Base):
         CheckConstraint("progress IS NULL OR progress BETWEEN 0 AND 1", name="progress_range"),
         CheckConstraint("timeout_seconds IS NULL OR timeout_seconds > 0", name="timeout_positive"),
         CheckConstraint("length(type) BETWEEN 1 AND 200", name="type_length"),
+        *(finite(c) for c in ("run_at", "created_at", "dispatched_at", "started_at", "finished_at",
+                              "cancel_requested_at", "fire_time", "timeout_seconds", "unique_period_seconds")),
         # The dispatcher's claim: runnable jobs of one queue in exact (priority, run_at, id)
         # order. Partial, so millions of finished rows never enter it.
         Index("ix_jobs_runnable", "queue", "priority", "run_at", "id", postgresql_where=text("state = 'queued'")),
@@ -155,6 +176,8 @@ class JobExecution(Base):
         one_of("state", list(ExecutionState)),
         UniqueConstraint("job_id", "attempt"),
         CheckConstraint("finished_at IS NULL OR finished_at >= started_at", name="finished_after_start"),
+        finite("started_at"),
+        finite("finished_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
@@ -246,6 +269,9 @@ class Schedule(Base):
         CheckConstraint("jitter_seconds >= 0", name="jitter_not_negative"),
         CheckConstraint("jsonb_typeof(payload) = 'object'", name="payload_is_object"),
         one_of("source", ["code", "api"]),
+        finite("next_fire_at"),
+        finite("last_fire_at"),
+        finite("jitter_seconds"),
         # The cron service: enabled schedules by next fire time.
         Index("ix_schedules_next_fire_at", "next_fire_at", postgresql_where=text("enabled")),
     )

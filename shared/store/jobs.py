@@ -61,6 +61,11 @@ def insert_unique_job(db: Executor, job: NewJob, now: datetime | None = None) ->
     raise RuntimeError(f"unique key {job.unique_key!r} kept changing hands; try again")
 
 
+def mark_adopted_dispatched(db: Executor, job_id: int, now: datetime | None = None) -> None:
+    """An adopted plain-Celery job, inserted queued in this transaction, is dispatched already."""
+    db.execute(query("mark_adopted_dispatched"), {"job_id": job_id, "now": now})
+
+
 def promote_scheduled(db: Executor, limit: int, now: datetime | None = None) -> int:
     return db.execute(query("promote_scheduled"), {"limit": limit, "now": now}).rowcount or 0
 
@@ -96,6 +101,33 @@ def fail_unknown_types(db: Executor, job_ids: Sequence[int], now: datetime | Non
 def redispatch_lost(db: Executor, after_seconds: float, limit: int, now: datetime | None = None) -> list[DispatchedJob]:
     rows = db.execute(query("redispatch_lost"), {"after": after_seconds, "limit": limit, "now": now}).all()
     return [DispatchedJob(**row._asdict()) for row in rows]
+
+
+def runnable_job_ids(db: Executor, queue: str, limit: int, now: datetime | None = None) -> list[int]:
+    return list(db.execute(query("runnable_job_ids"), {"queue": queue, "limit": limit, "now": now}).scalars())
+
+
+def lost_job_ids(db: Executor, after_seconds: float, limit: int, now: datetime | None = None) -> list[int]:
+    return list(db.execute(query("lost_job_ids"), {"after": after_seconds, "limit": limit, "now": now}).scalars())
+
+
+def redispatch_job(db: Executor, job_id: int, now: datetime | None = None) -> DispatchedJob | None:
+    row = db.execute(query("redispatch_job"), {"job_id": job_id, "now": now}).first()
+    return DispatchedJob(**row._asdict()) if row is not None else None
+
+
+def due_scheduled_ids(db: Executor, limit: int, now: datetime | None = None) -> list[int]:
+    return list(db.execute(query("due_scheduled_ids"), {"limit": limit, "now": now}).scalars())
+
+
+def promote_job(db: Executor, job_id: int) -> None:
+    db.execute(query("promote_job"), {"job_id": job_id})
+
+
+def fail_undispatchable(db: Executor, job_id: int, reason: str, now: datetime | None = None) -> bool:
+    """Fail one job the dispatcher cannot handle (not yet running), with the reason."""
+    params = {"job_id": job_id, "reason": reason, "now": now}
+    return db.execute(query("fail_undispatchable"), params).first() is not None
 
 
 def claim_job(

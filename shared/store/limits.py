@@ -23,6 +23,12 @@ def runnable_candidates(
             for row in db.execute(query("runnable_candidates"), params).all()]
 
 
+def job_candidate(db: Executor, job_id: int) -> Candidate | None:
+    """One runnable job as a candidate (a one-at-a-time round under limits)."""
+    row = db.execute(query("job_candidate"), {"job_id": job_id}).first()
+    return Candidate(row.id, row.limit_key, row.priority, row.run_at) if row is not None else None
+
+
 def mark_dispatched(db: Executor, ids: Sequence[int], now: datetime | None = None) -> list[DispatchedJob]:
     if not ids:
         return []

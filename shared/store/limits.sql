@@ -39,3 +39,7 @@ UPDATE queues SET concurrency_limit = :concurrency, rate_limit = :rate_limit,
                   rate_period_seconds = :rate_period, dispatch_window = coalesce(:window, dispatch_window),
                   updated_at = coalesce(:now, now())
 WHERE name = :name RETURNING name;
+
+-- name: job_candidate
+-- One runnable job as a candidate, for a one-at-a-time round under limits (poison isolation).
+SELECT id, limit_key, priority, run_at FROM jobs WHERE id = :job_id AND state = 'queued';

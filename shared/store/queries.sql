@@ -275,3 +275,58 @@ SELECT q.name FROM queues q
 WHERE NOT q.paused AND EXISTS (
     SELECT 1 FROM jobs j WHERE j.queue = q.name AND j.state = 'queued' AND j.run_at <= coalesce(:now, now()))
 ORDER BY q.name;
+
+-- name: mark_adopted_dispatched
+-- A plain Celery message adopted as a job: the row just inserted `queued` (in this transaction)
+-- is dispatched already, by the message in hand.
+UPDATE jobs SET state = 'dispatched', dispatched_at = coalesce(:now, now())
+WHERE id = :job_id AND state = 'queued';
+
+-- Poison isolation: when a round fails for a reason other than a lost connection, the
+-- dispatcher takes its jobs one at a time (ids first: an id always loads), each in a savepoint,
+-- and fails alone the job that cannot be moved, loaded or published.
+
+-- name: runnable_job_ids
+-- The ids of one queue's runnable jobs in dispatch order, locked for a one-at-a-time round.
+SELECT id FROM jobs
+WHERE queue = :queue AND state = 'queued' AND run_at <= coalesce(:now, now())
+ORDER BY priority, run_at, id LIMIT :limit FOR UPDATE SKIP LOCKED;
+
+-- name: lost_job_ids
+-- The ids of jobs left dispatched past the redispatch timeout, locked for a one-at-a-time round.
+SELECT id FROM jobs
+WHERE state = 'dispatched' AND dispatched_at < coalesce(:now, now()) - make_interval(secs => :after)
+ORDER BY dispatched_at LIMIT :limit FOR UPDATE SKIP LOCKED;
+
+-- name: redispatch_job
+-- One lost job, refreshed to be published again.
+UPDATE jobs SET dispatched_at = coalesce(:now, now())
+WHERE id = :job_id AND state = 'dispatched'
+RETURNING id, type, queue, priority, run_at, attempt, timeout_seconds;
+
+-- name: due_scheduled_ids
+-- The ids of scheduled jobs whose time has come, locked for a one-at-a-time promotion.
+SELECT id FROM jobs
+WHERE state = 'scheduled' AND run_at <= coalesce(:now, now())
+ORDER BY run_at LIMIT :limit FOR UPDATE SKIP LOCKED;
+
+-- name: promote_job
+-- One due scheduled job becomes queued.
+UPDATE jobs SET state = 'queued' WHERE id = :job_id AND state = 'scheduled';
+
+-- name: fail_undispatchable
+-- A job the dispatcher cannot move, load or publish fails alone, with the reason. Values no
+-- row may hold any more (an infinite timestamp or timeout from before migration 0004) are
+-- cleared on the way, or the update itself would be refused.
+UPDATE jobs SET state = 'failed', finished_at = coalesce(:now, now()), last_error = :reason, worker_id = NULL,
+                run_at = CASE WHEN isfinite(run_at) THEN run_at ELSE coalesce(:now, now()) END,
+                created_at = CASE WHEN isfinite(created_at) THEN created_at ELSE coalesce(:now, now()) END,
+                dispatched_at = CASE WHEN isfinite(dispatched_at) THEN dispatched_at END,
+                started_at = CASE WHEN isfinite(started_at) THEN started_at END,
+                cancel_requested_at = CASE WHEN isfinite(cancel_requested_at) THEN cancel_requested_at END,
+                fire_time = CASE WHEN isfinite(fire_time) THEN fire_time END,
+                timeout_seconds = CASE WHEN timeout_seconds < 'Infinity'::float8 THEN timeout_seconds END,
+                unique_period_seconds = CASE WHEN unique_period_seconds < 'Infinity'::float8
+                                             THEN unique_period_seconds ELSE 0 END
+WHERE id = :job_id AND state IN ('scheduled', 'queued', 'dispatched')
+RETURNING id;
