@@ -25,7 +25,7 @@ depends_on = None
 
 # The same numbers as shared/models/platform.py (the models mirror this migration).
 PAYLOAD_MAX_BYTES = 1048576
-METADATA_MAX_BYTES = 16384
+METADATA_MAX_BYTES = 32768  # twice the API's 16 KiB of compact JSON: PostgreSQL's text form is wider
 MAX_ATTEMPTS_MAX = 1000
 TIMEOUT_MAX_SECONDS = 2592000
 UNIQUE_PERIOD_MAX_SECONDS = 315360000

@@ -34,7 +34,7 @@ PRIORITY_MIN, PRIORITY_MAX, PRIORITY_DEFAULT = 0, 9, 5
 # What a plain INSERT INTO jobs may set is enforced by the trigger `jobs_insert_contract`
 # (migration 0004); these are its ceilings, for code that wants to say them in an error.
 INSERT_PAYLOAD_MAX_BYTES = 1048576
-INSERT_METADATA_MAX_BYTES = 16384
+INSERT_METADATA_MAX_BYTES = 32768
 INSERT_MAX_ATTEMPTS_MAX = 1000
 INSERT_TIMEOUT_MAX_SECONDS = 2592000
 INSERT_UNIQUE_PERIOD_MAX_SECONDS = 315360000
