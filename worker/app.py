@@ -38,6 +38,9 @@ settings = get_settings()
 app: Celery = make_celery(settings)
 # Celery's documented hook for a custom consumer: ours drops, alone, a message it cannot accept.
 app.conf.worker_consumer = "worker.consumer:GuardedConsumer"
+if (settings.broker_url or "").startswith("redis://"):
+    # kombu's Redis transport, but an unreadable item in a queue's list is dropped, not fatal.
+    app.conf.broker_transport = "worker.transport:GuardedTransport"
 registry = load_declarations(settings.imports)
 importlib.import_module("worker.handlers")
 

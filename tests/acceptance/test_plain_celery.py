@@ -19,12 +19,13 @@ pytestmark = pytest.mark.acceptance
 def stock_app() -> Celery:
     settings = get_settings()
     app = Celery(broker=settings.broker_url)
-    # What a service sharing the platform's Redis under a key prefix sets (kombu's option).
-    app.conf.broker_transport_options = {"global_keyprefix": settings.broker_key_prefix}
+    if settings.is_redis_broker:
+        # What a service sharing the platform's Redis under a key prefix sets (kombu's option).
+        app.conf.broker_transport_options = {"global_keyprefix": settings.broker_key_prefix}
     return app
 
 
-def test_send_task_without_a_queue_runs_once_as_an_adopted_job(db, processes):
+def test_send_task_without_a_queue_runs_once_as_an_adopted_job(db, broker, processes):
     worker = processes.worker(queues="high,default")  # no -Q names `celery`
     pool = sorted(processes.pool_pids(worker))
     app = stock_app()
