@@ -18,8 +18,8 @@ Either way the message is rejected without requeue (on RabbitMQ it goes to the q
 dead-letter exchange when one is set), one log line names the task, id, queue, origin and
 reason (never the body: it may hold personal data), `jobs_messages_rejected_total` counts it,
 and Flower gets a `task-rejected` event. Broker connection errors still propagate, so Celery
-reconnects as before. Celery's own refusals (unknown task, undecodable or disallowed content,
-invalid ETA) take the same path instead of logging the body.
+reconnects as before. Celery's own refusals (unknown task, undecodable or disallowed content)
+take the same path instead of logging the body.
 
 Dropping is safe for the dispatcher's messages: the job's row stays `dispatched` and is
 published again after the redispatch timeout.
@@ -31,6 +31,7 @@ import logging
 import math
 from typing import Any, Callable
 
+from celery.utils.time import maybe_iso8601
 from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed, DecodeError
@@ -47,6 +48,7 @@ REASON_CHARS = 200
 # Headers that Celery reads as ids or names: None or a string.
 OPTIONAL_TEXT_HEADERS = ("shadow", "root_id", "parent_id", "group")
 CANVAS_KEYS = ("callbacks", "errbacks", "chain", "chord")
+TIME_YEARS = (1970, 9998)  # eta and expires: a timestamp on every platform, whatever the time zone
 
 
 class GuardedConsumer(Consumer):  # type: ignore[misc]
@@ -169,7 +171,10 @@ def _fields_problem(fields: dict[str, Any]) -> str | None:
     stamps = fields.get("stamps")
     if stamps is not None and type(stamps) is not dict:
         return "stamps is not a mapping"
-    # eta and expires are parsed by Celery, which refuses a bad one (InvalidTaskError) itself.
+    for name in ("eta", "expires"):
+        value = fields.get(name)
+        if value is not None and not _valid_time(value):
+            return f"{name} {_shown(value)} is not an ISO 8601 time in the years {TIME_YEARS[0]} to {TIME_YEARS[1]}"
     return None
 
 
@@ -202,6 +207,16 @@ def _named_fields(message: Message) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - undecodable: the headers are all there is
         return headers
     return {**payload, **headers} if type(payload) is dict else headers
+
+
+def _valid_time(value: Any) -> bool:
+    # Celery's own parser; a year near the ends of datetime's range overflows later, when Celery
+    # turns the time into a timestamp, where it logs the arguments.
+    try:
+        parsed = maybe_iso8601(value)
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        return False
+    return TIME_YEARS[0] <= parsed.year <= TIME_YEARS[1]
 
 
 def _valid_time_limits(value: Any) -> bool:

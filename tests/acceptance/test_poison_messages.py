@@ -53,6 +53,7 @@ POISONS = [
     Poison("timelimit-negative", headers={"timelimit": [-1, -2]}),
     Poison("eta-not-a-date", headers={"eta": "not-a-date"}),
     Poison("eta-number", headers={"eta": 12}),
+    Poison("eta-year-9999", headers={"eta": "9999-12-31T23:59:59+00:00"}),
     Poison("expires-not-a-date", headers={"expires": "tomorrow-ish"}),
     Poison("retries-string", headers={"retries": "many"}),
     Poison("id-list", headers={"id": ["a", "b"]}),

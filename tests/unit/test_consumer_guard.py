@@ -51,6 +51,10 @@ def test_a_plain_celery_call_passes() -> None:
     ({"root_id": {}}, "root_id"),
     ({"stamped_headers": "abc"}, "stamped_headers"),
     ({"stamps": []}, "stamps"),
+    ({"eta": "not-a-date"}, "eta"),
+    ({"eta": 12}, "eta"),
+    ({"eta": "9999-12-31T23:59:59+00:00"}, "eta"),
+    ({"expires": "0001-01-01T00:00:00"}, "expires"),
 ])
 def test_a_bad_header_is_named(override: dict[str, Any], named: str) -> None:
     headers, body = celery_message(kwargs={"key": "k"})
