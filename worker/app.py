@@ -16,8 +16,8 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
-from kombu import Exchange, Queue
 from celery.signals import celeryd_after_setup, celeryd_init, setup_logging, worker_process_init, worker_process_shutdown, worker_ready
+from kombu import Exchange, Queue
 
 from shared.broker import make_celery
 from shared.clock import SystemClock
