@@ -12,14 +12,16 @@ from typing import Iterable
 from celery import Celery
 from kombu.exceptions import KombuError
 
-from shared.errors import BrokerError
+from shared.errors import BrokerError, ConfigurationError
 from shared.models.platform import PRIORITY_MAX
-from shared.settings import Settings
+from shared.settings import ENV_PREFIX, Settings
 from shared.store.rows import DispatchedJob
 
 # Redis lists per queue for broker-side priority (kombu's default steps). The exact order is
 # kept by PostgreSQL; these only let a high-priority job overtake the few already in flight.
 REDIS_PRIORITY_STEPS = [0, 3, 6, 9]
+
+
 def hard_time_limit(soft: float) -> float:
     """The hard limit (the process is killed) a little past the soft one (the handler gets
     `SoftTimeLimitExceeded`), so a handler has time to clean up: 10%, at least 1 s."""
@@ -27,6 +29,14 @@ def hard_time_limit(soft: float) -> float:
 
 
 def make_celery(settings: Settings, name: str = "jobplatform") -> Celery:
+    """The platform's Celery app. Raises ConfigurationError without a broker URL: Celery would
+    quietly fall back to amqp://localhost, and a worker or scheduler there consumes or publishes
+    nothing anyone sees."""
+    if not settings.broker_url:
+        raise ConfigurationError(
+            f"{ENV_PREFIX}BROKER_URL is not set: set it to the broker's URL (redis://... or amqp://...), "
+            "or run the platform through `jobctl up`, which starts an embedded Redis"
+        )
     app = Celery(name, broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",

@@ -2,6 +2,11 @@
 
 One Celery task per bound job type, named exactly as the job type (stable names that Flower
 shows). Engines and heartbeats are created in each pool process after the fork.
+
+Every worker also consumes Celery's default queue (`celery`), whatever `-Q` says: a service's
+own Celery app that calls `send_task(...)` without a queue publishes there, and its call is
+adopted as a job (worker/adoption.py) instead of waiting forever in a queue nobody reads. A
+message the worker cannot accept is logged and dropped by the consumer (worker/consumer.py).
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import celeryd_init, setup_logging, worker_process_init, worker_process_shutdown, worker_ready
+from celery.signals import celeryd_after_setup, celeryd_init, setup_logging, worker_process_init, worker_process_shutdown, worker_ready
+from kombu import Exchange, Queue
 
 from shared.broker import make_celery
 from shared.cli.exits import one_line_errors
@@ -34,6 +40,11 @@ with one_line_errors():  # a mistyped setting ends the worker with one line, not
     settings = get_settings()
     app: Celery = make_celery(settings)
     registry = load_declarations(settings.imports)
+# Celery's documented hook for a custom consumer: ours drops, alone, a message it cannot accept.
+app.conf.worker_consumer = "worker.consumer:GuardedConsumer"
+if (settings.broker_url or "").startswith("redis://"):
+    # kombu's Redis transport, but an unreadable item in a queue's list is dropped, not fatal.
+    app.conf.broker_transport = "worker.transport:GuardedTransport"
 importlib.import_module("worker.handlers")
 
 _state: dict[str, Any] = {"queues": []}
@@ -90,6 +101,19 @@ def _configure_logging(**_: Any) -> None:
 def _remember_queues(options: dict[str, Any] | None = None, **_: Any) -> None:
     queues = (options or {}).get("queues") or []
     _state["queues"] = sorted(queues) if isinstance(queues, (list, set, tuple)) else str(queues).split(",")
+
+
+# Celery's default queue, as a stock `Celery(broker=...)` app names and declares it.
+CELERY_DEFAULT_QUEUE = "celery"
+
+
+@celeryd_after_setup.connect
+def _consume_celery_default_queue(**_: Any) -> None:
+    # Sent after -Q is applied (Celery's documented place to add queues). Declared without
+    # x-max-priority, exactly as a stock app declares it: RabbitMQ refuses a second declaration
+    # with other arguments, on whichever side comes second.
+    queue = app.amqp.queues.select_add(Queue(CELERY_DEFAULT_QUEUE, Exchange(CELERY_DEFAULT_QUEUE), CELERY_DEFAULT_QUEUE))
+    queue.queue_arguments = None
 
 
 @worker_ready.connect

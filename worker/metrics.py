@@ -61,6 +61,13 @@ QUEUE_WAIT_SECONDS = Histogram(
     "jobs_queue_wait_seconds", "Time from a job being due (run_at, or enqueue when later) to an attempt starting.",
     LABELS, buckets=DURATION_BUCKETS, registry=None,
 )
+# Counted by the worker's main process, where Celery accepts messages (worker/consumer.py); the
+# reason label is a closed set: malformed, undecodable, unknown_task.
+MESSAGES_REJECTED = Counter(
+    "jobs_messages_rejected_total",
+    "Broker messages the worker could not accept (bad headers or body, content type, unknown task): logged and dropped.",
+    ("reason",), registry=None,
+)
 # livesum: a process that died (even by kill -9) stops counting once its file is swept.
 RUNNING = Gauge(
     "jobs_running", "Attempts running now in this worker's processes.", LABELS,
