@@ -178,6 +178,9 @@ class Query(Payload):
 
 EXIT = declare("test.exit", Key, max_attempts=100, backoff_base_seconds=0.05, backoff_max_seconds=0.2)
 PG_SLEEP = declare("test.pg_sleep", Query, timeout_seconds=1.0, max_attempts=2, backoff_base_seconds=0.05)
+# test.record with a pause after the effect: an outage then lands between the effect and the
+# finish write, the window an outage must not turn into a second run.
+RECORD_THEN_WAIT = declare("test.record_then_wait", Sleep)
 
 
 def _bind_outage_handlers() -> None:
@@ -190,6 +193,11 @@ def _bind_outage_handlers() -> None:
     def run_exit(payload: Key, ctx) -> None:  # type: ignore[no-untyped-def]
         record(payload.key, ctx, "started")
         os._exit(1)  # like a segfault or an OOM kill: no cleanup, no final heartbeat
+
+    @handles(RECORD_THEN_WAIT)
+    def run_record_then_wait(payload: Sleep, ctx) -> None:  # type: ignore[no-untyped-def]
+        record(payload.key, ctx)
+        time.sleep(payload.seconds)
 
     @handles(PG_SLEEP)
     def run_pg_sleep(payload: Query, ctx) -> None:  # type: ignore[no-untyped-def]

@@ -156,7 +156,8 @@ def private_postgres(test_env: dict[str, str]) -> Iterator[PrivatePostgres]:
 def test_postgres_restart_mid_drain_ends_with_every_job_terminal_and_run_once(private_postgres, processes, mode):
     db = get_database()
     total = 1000
-    enqueue_many_now("test.record", [{"key": f"k{i}"} for i in range(total)])
+    # Each handler writes its effect (its own transaction), then pauses 20 ms before the finish.
+    enqueue_many_now("test.record_then_wait", [{"key": f"k{i}", "seconds": 0.02} for i in range(total)])
     worker = processes.worker(concurrency=4)
     scheduler = processes.scheduler()
     wait_for(lambda: count(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") >= 200, 60, "the drain is under way")
@@ -175,4 +176,8 @@ def test_postgres_restart_mid_drain_ends_with_every_job_terminal_and_run_once(pr
     twice = {k: n for k, n in effects.items() if n != 1}
     assert len(effects) == total and not twice, f"each handler effect exactly once; more: {twice}"
     assert worker.alive() and scheduler.alive()
-    print(f"restart -m {mode}: {total} jobs terminal, {interrupted} attempts interrupted and retried, effects once each")
+    log = worker.log()
+    assert "writing its end failed" in log, "the restart landed between an effect and its finish write"
+    print(f"restart -m {mode}: {total} jobs terminal, {interrupted} attempts interrupted and retried, effects once each; "
+          f"finish writes retried {log.count('writing its end failed')} times, "
+          f"{log.count('left to the rescuer')} given up")
