@@ -92,18 +92,28 @@ def _discard_busy_connections(engine: Engine) -> None:
 
     @event.listens_for(engine, "rollback")
     def _on_rollback(connection: Connection) -> None:
-        if not connection.invalidated and not connection.closed and _busy(connection.connection.dbapi_connection):
+        if _busy(_dbapi_connection_of(connection)):
             connection.invalidate()
 
     @event.listens_for(engine, "handle_error")
     def _on_error(context: ExceptionContext) -> None:
-        if _busy(context.connection.connection.dbapi_connection if context.connection is not None
-                 and not context.connection.invalidated else None):
+        if _busy(_dbapi_connection_of(context.connection)):
             context.is_disconnect = True
 
     @event.listens_for(engine, "invalidate")
     def _on_invalidate(dbapi_connection: Any, _record: Any, _exception: BaseException | None) -> None:
         cancel_running_statement(dbapi_connection)
+
+
+def _dbapi_connection_of(connection: Connection | None) -> Any:
+    """The DBAPI connection under `connection`, or None when it has none (closed, invalidated):
+    asking an invalidated Connection for it would reconnect."""
+    if connection is None or connection.closed or connection.invalidated:
+        return None
+    try:
+        return connection.connection.dbapi_connection
+    except Exception:  # noqa: BLE001 - no usable connection: nothing to discard
+        return None
 
 
 def cancel_running_statement(dbapi_connection: Any) -> None:
