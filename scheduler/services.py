@@ -27,7 +27,7 @@ def build_services(database: Database, app: Celery, settings: Settings, registry
     return [
         Dispatcher(database, app, settings, registry, clock),
         CronService(database, settings, registry, clock),
-        Rescuer(database, settings, clock, app),
+        Rescuer(database, settings, clock, app, registry),
         DependencySweep(database, clock),
         Pruner(database, settings, clock),
         Rollup(database, settings, clock),

@@ -12,9 +12,10 @@ import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Connection, Engine, ExceptionContext, create_engine, event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -64,6 +65,7 @@ def make_database(
     else:
         engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
     _set_utc(engine)
+    _discard_busy_connections(engine)
     return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False), pid=os.getpid())
 
 
@@ -74,6 +76,63 @@ def _set_utc(engine: Engine) -> None:
         with dbapi_connection.cursor() as cursor:
             cursor.execute("SET TIME ZONE 'UTC'")
         dbapi_connection.commit()
+
+
+def _busy(dbapi_connection: Any) -> bool:
+    """True when the DBAPI connection is in the middle of a command or broken: an exception
+    (a soft time limit, anything raised from a signal handler) interrupted psycopg while it
+    waited for a reply, and the connection would refuse every later command."""
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if pgconn is None:
+        return False
+    return pgconn.transaction_status in (TransactionStatus.ACTIVE, TransactionStatus.UNKNOWN)
+
+
+def _discard_busy_connections(engine: Engine) -> None:
+    """Any exception during a database call leaves the connection reset, never half-used.
+
+    SQLAlchemy only invalidates a connection on errors it reads as disconnects; a statement
+    interrupted by a Python exception leaves psycopg mid-command, so the rollback that follows
+    fails ("another command is already in progress") and hides the first exception. Here the
+    rollback of a busy connection is replaced by invalidation (the pool then opens a fresh
+    one), and an error met on a busy connection counts as a disconnect."""
+
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(connection: Connection) -> None:
+        if _busy(_dbapi_connection_of(connection)):
+            connection.invalidate()
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        if _busy(_dbapi_connection_of(context.connection)):
+            context.is_disconnect = True
+
+    @event.listens_for(engine, "invalidate")
+    def _on_invalidate(dbapi_connection: Any, _record: Any, _exception: BaseException | None) -> None:
+        cancel_running_statement(dbapi_connection)
+
+
+def _dbapi_connection_of(connection: Connection | None) -> Any:
+    """The DBAPI connection under `connection`, or None when it has none (closed, invalidated):
+    asking an invalidated Connection for it would reconnect."""
+    if connection is None or connection.closed or connection.invalidated:
+        return None
+    try:
+        return connection.connection.dbapi_connection
+    except Exception:  # noqa: BLE001 - no usable connection: nothing to discard
+        return None
+
+
+def cancel_running_statement(dbapi_connection: Any) -> None:
+    """Ask the server to stop the statement an abandoned connection was running: closing the
+    socket alone leaves it running (holding its locks) until it next writes to the client."""
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if pgconn is None or pgconn.transaction_status != TransactionStatus.ACTIVE:
+        return
+    try:
+        dbapi_connection.cancel_safe(timeout=2.0)
+    except Exception:  # noqa: BLE001 - best effort: the server may be gone, which stops it too
+        pass
 
 
 _lock = threading.Lock()

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
         30.0, gt=0, description="A worker process whose heartbeat is older than this is dead; its running jobs are rescued."
     )
     rescue_interval_seconds: float = Field(5.0, gt=0, description="How often the rescuer looks for jobs on dead workers.")
+    rescue_batch_size: int = Field(500, ge=1, le=100000, description="Most running jobs the rescuer fails over per round (short locks; the next round takes the rest).")
+    finish_retry_seconds: float = Field(
+        300.0, ge=0, le=86400, description="How long a worker process keeps retrying, with backoff, to write an attempt's end (log lines, outcome) while the database is unreachable; past it the attempt is given up and the rescuer settles it."
+    )
+    poison_after_crashes: int = Field(
+        3, ge=1, le=1000, description="A job whose runs ended this many worker processes (killed, crashed, hard time limit) is failed as poison instead of being handed out again."
+    )
     default_timeout_seconds: float = Field(1800.0, gt=0, description="Hard time limit of a job whose type sets none.")
     cancel_grace_seconds: float = Field(
         30.0, ge=0, description="A running job asked to cancel gets this long to stop by itself before it is ended by force."

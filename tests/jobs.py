@@ -167,3 +167,43 @@ def _bind_handlers() -> None:
 
 
 _bind_handlers()
+
+
+# Outage and poison tests (tests/acceptance/test_outages.py): a handler that ends its own
+# process, and one whose query is still running in psycopg when its soft time limit lands.
+class Query(Payload):
+    key: str
+    seconds: float = Field(ge=0, le=600)
+
+
+EXIT = declare("test.exit", Key, max_attempts=100, backoff_base_seconds=0.05, backoff_max_seconds=0.2)
+PG_SLEEP = declare("test.pg_sleep", Query, timeout_seconds=1.0, max_attempts=2, backoff_base_seconds=0.05)
+# test.record with a pause after the effect: an outage then lands between the effect and the
+# finish write, the window an outage must not turn into a second run.
+RECORD_THEN_WAIT = declare("test.record_then_wait", Sleep)
+
+
+def _bind_outage_handlers() -> None:
+    try:
+        from worker.binding import handles
+    except ImportError:
+        return
+
+    @handles(EXIT)
+    def run_exit(payload: Key, ctx) -> None:  # type: ignore[no-untyped-def]
+        record(payload.key, ctx, "started")
+        os._exit(1)  # like a segfault or an OOM kill: no cleanup, no final heartbeat
+
+    @handles(RECORD_THEN_WAIT)
+    def run_record_then_wait(payload: Sleep, ctx) -> None:  # type: ignore[no-untyped-def]
+        record(payload.key, ctx)
+        time.sleep(payload.seconds)
+
+    @handles(PG_SLEEP)
+    def run_pg_sleep(payload: Query, ctx) -> None:  # type: ignore[no-untyped-def]
+        record(payload.key, ctx, "started")
+        with get_database().session() as session:
+            session.execute(text("SELECT pg_sleep(:s)"), {"s": payload.seconds})
+
+
+_bind_outage_handlers()

@@ -65,7 +65,8 @@ def _start_process() -> None:
     worker_id = new_worker_id()
     runner = JobRunner(settings, SystemClock(), database, worker_id)
     heartbeat = Heartbeat(
-        database, worker_id, list(_state["queues"]), settings.heartbeat_seconds, on_cancel=runner.apply_cancel_requests
+        database, worker_id, list(_state["queues"]), settings.heartbeat_seconds, on_cancel=runner.apply_cancel_requests,
+        holdings=runner.holdings,
     )
     heartbeat.start()
     _state.update(runner=runner, heartbeat=heartbeat)

@@ -6,6 +6,11 @@ separate BEGIN and COMMIT (a pooled transaction costs four round trips per state
 process runs one job at a time, so one connection is enough; the heartbeat thread uses the
 pool.
 
+Any exception during a statement (a broken connection, a SQL error, a soft time limit or any
+other exception raised from a signal handler while psycopg waited) discards the connection
+before it is used again: a statement interrupted mid-flight leaves psycopg mid-command, and
+reusing it would fail every later job ("another command is already in progress").
+
 When the connection breaks (PostgreSQL restarted), the statement is retried once on a fresh
 connection. A retried claim may find that the lost first attempt already went through: the
 caller then asks `reclaim_own_job`, so a claimed job is never orphaned under a live worker.
@@ -39,18 +44,39 @@ class JobConnection:
         """Run one autocommit statement; after a broken connection, once more (or `on_retry`)."""
         with translate_errors():
             try:
-                return statement(self._connect())
+                return self._guarded(statement)
             except DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise
                 log.warning("database connection lost (%s); reconnecting", exc.orig)
-                self.close()
-            return (on_retry or statement)(self._connect())
+            return self._guarded(on_retry or statement)
+
+    def _guarded(self, statement: Callable[[Connection], T]) -> T:
+        try:
+            return statement(self._connect())
+        except BaseException:
+            # BaseException too: KeyboardInterrupt, SystemExit and the like land mid-statement
+            # just as well, and the process may go on using this object.
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Drop the connection without reusing it (its state is unknown): the next statement
+        opens a fresh one."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            if not connection.invalidated:
+                connection.invalidate()
+            connection.close()
+        except Exception:  # noqa: BLE001 - already broken; it is dropped either way
+            pass
 
     def close(self) -> None:
-        if self._connection is not None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
             try:
-                self._connection.close()
+                connection.close()
             except Exception:  # noqa: BLE001 - already broken
                 pass
-            self._connection = None

@@ -7,6 +7,7 @@ job already running or done and is dropped: the broker can never make a handler 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -14,6 +15,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from shared.clock import Clock, sql_now
 from shared.db import Database
+from shared.errors import PlatformError
 from shared.jobtypes.registry import JobType
 from shared.outcomes import Discard, Outcome
 from shared.settings import Settings
@@ -26,8 +28,27 @@ from worker.binding import Handler
 from worker.connection import JobConnection
 from worker.context import JobContext, JobLogger
 from worker.finishing import decide
+from worker.heartbeat import Holdings
 
 log = logging.getLogger("worker.jobs")
+
+FINISH_RETRY_FIRST_DELAY = 0.05
+FINISH_RETRY_MAX_DELAY = 2.0  # short: once the database is back, the end is written within this
+
+
+@dataclass
+class _Writes:
+    """What the tries to write one attempt's end have done so far."""
+
+    tries: int = 0
+    logs_written: bool = False
+
+
+def _pause(seconds: float) -> None:
+    try:
+        time.sleep(seconds)
+    except Exception:  # noqa: BLE001 - a soft time limit landing here only shortens the pause
+        pass
 
 
 @dataclass
@@ -66,6 +87,7 @@ class JobRunner:
         self.worker_id = worker_id
         self.current: JobContext | None = None  # the attempt this process is running, if any
         self.connection = JobConnection(database)
+        self.holdings = Holdings()
 
     def apply_cancel_requests(self, requests: list[tuple[int, int]]) -> None:
         """Called from the heartbeat thread: flag the running attempt if it was asked to stop."""
@@ -74,6 +96,16 @@ class JobRunner:
             current.request_cancel()
 
     def run(self, job_type: JobType[Any], handler: Handler, job_id: int, task_id: str | None) -> Attempt | None:
+        # Held from before the claim is sent until the end is written or given up: a heartbeat
+        # written after the claim then lists the job exactly while this process is on it
+        # (worker/heartbeat.py), and the rescuer settles what this process let go.
+        self.holdings.add(job_id)
+        try:
+            return self._run(job_type, handler, job_id, task_id)
+        finally:
+            self.holdings.discard(job_id)
+
+    def _run(self, job_type: JobType[Any], handler: Handler, job_id: int, task_id: str | None) -> Attempt | None:
         job = self.connection.run(
             lambda c: job_store.claim_job(c, job_id, job_type.name, self.worker_id, task_id, sql_now(self.clock)),
             on_retry=lambda c: job_store.claim_job(c, job_id, job_type.name, self.worker_id, task_id, sql_now(self.clock))
@@ -89,34 +121,81 @@ class JobRunner:
             ended = self._call(job_type, handler, job, context)
         finally:
             self.current = None
-        context.flush_progress()
-        finish = decide(
-            job, ended, self.clock.now(),
-            backoff_base=job_type.backoff_base_seconds or self.settings.backoff_base_seconds,
-            backoff_max=job_type.backoff_max_seconds or self.settings.backoff_max_seconds,
-            jitter=self.settings.backoff_jitter,
-        )
-        recorded = self._record(job, finish, context)
+        return self._end(job_type, job, context, ended)
+
+    def _end(self, job_type: JobType[Any], job: ClaimedJob, context: JobContext, ended: object) -> Attempt | None:
+        """Decide and write the attempt's end.
+
+        The writes are retried with backoff while the database is away, for up to
+        JOBS_FINISH_RETRY_SECONDS; any exception landing meanwhile (a soft time limit, say)
+        only causes another try, so the end of an attempt whose handler ran is not lost. Both
+        writes are idempotent, so a try whose reply was lost is harmless. Given up, the
+        attempt is left to the rescuer: the job leaves this process's holdings.
+        """
+        finish: Finish | None = None
+        state = _Writes()
+        deadline = time.monotonic() + self.settings.finish_retry_seconds
+        delay = FINISH_RETRY_FIRST_DELAY
+        while True:
+            try:
+                if finish is None:
+                    self._flush_progress(context)
+                    finish = decide(
+                        job, ended, self.clock.now(),
+                        backoff_base=job_type.backoff_base_seconds or self.settings.backoff_base_seconds,
+                        backoff_max=job_type.backoff_max_seconds or self.settings.backoff_max_seconds,
+                        jitter=self.settings.backoff_jitter,
+                    )
+                recorded = self._record(job, finish, context, state)
+                break
+            except Exception as exc:  # noqa: BLE001 - the database away, or an exception from a signal
+                state.tries += 1
+                if time.monotonic() >= deadline:
+                    log.error(
+                        "job %s attempt %s: its end could not be written (%s); left to the rescuer",
+                        job.id, job.attempt, exc, extra={"job_id": job.id},
+                    )
+                    return None
+                log.warning("job %s attempt %s: writing its end failed (%s); retrying in %.2f s",
+                            job.id, job.attempt, exc, delay, extra={"job_id": job.id})
+                _pause(delay)
+                delay = min(delay * 2, FINISH_RETRY_MAX_DELAY)
         if not recorded:
             log.warning("job %s attempt %s ended after a newer attempt took over", job.id, job.attempt)
         attempt = Attempt(job, finish, recorded)
         _notify(lambda o: o.finished(attempt))
         return attempt
 
-    def _record(self, job: ClaimedJob, finish: Finish, context: JobContext) -> bool:
+    def _flush_progress(self, context: JobContext) -> None:
+        try:
+            context.flush_progress()
+        except Exception as exc:  # noqa: BLE001 - progress is advisory; the end is what counts
+            log.warning("job %s: last progress not written (%s)", context.job_id, exc)
+
+    def _record(self, job: ClaimedJob, finish: Finish, context: JobContext, state: "_Writes") -> bool:
         """Write the attempt's log lines and its end: one round trip each, in the common case."""
         now = sql_now(self.clock)
         lines = [(line.at, line.level, line.message) for line in context.logger.lines]
-        if lines:
+        if lines and not state.logs_written:
             self.connection.run(lambda c: job_store.insert_job_logs(c, job.id, job.attempt, lines))
+        state.logs_written = True
         recorded, has_dependents = self.connection.run(
             lambda c: job_store.finish_execution(c, job.id, job.attempt, job.execution_id, finish, now)
         )
+        if not recorded and state.tries:
+            # An earlier try may have gone through with its reply lost: then the execution
+            # already says how the attempt ended.
+            written = self.connection.run(lambda c: job_store.execution_state(c, job.execution_id))
+            recorded = has_dependents = written == finish.execution_state
         if recorded and has_dependents and finish.job_state in TERMINAL_JOB_STATES:
-            # Right away; should this process die first, the scheduler's sweep settles them.
-            with self.database.session() as session:
-                if dependency_store.resolve_after(session, job.id, now):
-                    queue_store.notify_ready(session)
+            # Right away; should this fail (or the process die first), the scheduler's sweep
+            # settles them.
+            try:
+                with self.database.session() as session:
+                    if dependency_store.resolve_after(session, job.id, now):
+                        queue_store.notify_ready(session)
+            except Exception as exc:  # noqa: BLE001 - see above
+                log.warning("job %s: dependents left to the scheduler's sweep (%s)", job.id, exc)
         return recorded
 
     def _call(self, job_type: JobType[Any], handler: Handler, job: ClaimedJob, context: JobContext) -> object:
@@ -137,7 +216,10 @@ class JobRunner:
         extra = {"job_id": job.id, "task_id": task_id, "job_type": job.type, "queue": job.queue, "attempt": job.attempt}
 
         def write_progress(fraction: float) -> None:
-            self.connection.run(lambda c: job_store.set_progress(c, job.id, job.attempt, fraction))
+            try:
+                self.connection.run(lambda c: job_store.set_progress(c, job.id, job.attempt, fraction))
+            except PlatformError as exc:  # advisory: a handler does not fail because the database blinked
+                log.warning("job %s: progress not written (%s)", job.id, exc, extra={"job_id": job.id})
 
         return JobContext(
             job_id=job.id, attempt=job.attempt, max_attempts=job.max_attempts, job_type=job.type, queue=job.queue,

@@ -125,6 +125,7 @@ class Job(Base):
         # Dependency resolution sweep: jobs waiting on parents.
         Index("ix_jobs_waiting", "id", postgresql_where=text("state = 'waiting'")),
         CheckConstraint("unique_period_seconds >= 0", name="unique_period_not_negative"),
+        CheckConstraint("crashes >= 0", name="crashes_not_negative"),
         # Every cron fire exactly once, whatever the number of scheduler replicas.
         # Partial, so the millions of jobs no schedule made cost this index nothing.
         Index(
@@ -168,6 +169,9 @@ class Job(Base):
     limit_key: Mapped[str | None] = mapped_column(Text)
     schedule_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("schedules.id", ondelete="SET NULL"))
     fire_time: Mapped[datetime | None]
+    # Worker processes lost while running this job (killed, crashed, hard time limit): at
+    # JOBS_POISON_AFTER_CRASHES the rescuer fails it as poison instead of handing it out again.
+    crashes: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
 
 
 class JobExecution(Base):
@@ -315,6 +319,10 @@ class Worker(Base):
     state: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'online'"))
     started_at: Mapped[datetime] = created_at_column()
     last_heartbeat_at: Mapped[datetime] = created_at_column()
+    # The job ids this process holds (registered before the claim is sent, removed once the
+    # attempt's end is written or given up), as of `last_heartbeat_at`: a running job whose
+    # live process's later heartbeat does not list it is rescued. NULL: not reported.
+    holding: Mapped[list[int] | None] = mapped_column(ARRAY(BigInteger))
 
 
 class RateWindow(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
 from typing import Sequence
@@ -176,10 +177,41 @@ def force_cancel_overdue(db: Executor, grace_seconds: float, now: datetime | Non
     return [(r.job_id, r.task_id) for r in rows]
 
 
-def rescue_orphans(db: Executor, stale_after_seconds: float, now: datetime | None = None) -> list[tuple[int, str]]:
-    """Fail over jobs of dead worker processes; returns (job id, execution state) pairs."""
-    rows = db.execute(query("rescue_orphans"), {"stale_after": stale_after_seconds, "now": now}).all()
-    return [(row.job_id, row.state) for row in rows]
+@dataclass(frozen=True)
+class RescuePolicy:
+    """How the rescuer retries: the default backoff, per-type overrides (type -> (base, max)),
+    the jitter, and the crash count that makes a job poison."""
+
+    backoff_base: float
+    backoff_max: float
+    jitter: float
+    poison_after: int
+    per_type: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rescued:
+    job_id: int
+    execution_state: str
+    error_class: str
+
+
+def rescue_orphans(
+    db: Executor, stale_after_seconds: float, policy: RescuePolicy, limit: int, now: datetime | None = None
+) -> list[Rescued]:
+    """Fail over at most `limit` running jobs that no live process runs (see the statement)."""
+    types = sorted(policy.per_type)
+    rows = db.execute(query("rescue_orphans"), {
+        "stale_after": stale_after_seconds, "limit": limit, "now": now,
+        "base": policy.backoff_base, "max": policy.backoff_max, "jitter": policy.jitter,
+        "poison_after": policy.poison_after, "types": types,
+        "bases": [policy.per_type[t][0] for t in types], "maxes": [policy.per_type[t][1] for t in types],
+    }).all()
+    return [Rescued(row.job_id, row.state, row.error_class) for row in rows]
+
+
+def execution_state(db: Executor, execution_id: int) -> str | None:
+    return db.execute(query("execution_state"), {"execution_id": execution_id}).scalar()
 
 
 def set_progress(db: Executor, job_id: int, attempt: int, progress: float) -> None:

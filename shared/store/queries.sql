@@ -127,6 +127,9 @@ WITH job AS (
                     worker_id = NULL
     WHERE id = :job_id AND attempt = :attempt
       AND state IN ('running', 'scheduled', 'queued', 'dispatched')
+      -- Only while the execution is open: a finish retried after a lost reply changes nothing.
+      AND EXISTS (SELECT 1 FROM job_executions
+                  WHERE id = :execution_id AND job_id = :job_id AND state IN ('running', 'lost'))
     RETURNING id, has_dependents
 )
 UPDATE job_executions SET state = :execution_state, finished_at = coalesce(:now, now()),
@@ -134,50 +137,93 @@ UPDATE job_executions SET state = :execution_state, finished_at = coalesce(:now,
 WHERE id = :execution_id AND state IN ('running', 'lost')
 RETURNING (SELECT count(*) FROM job) AS jobs_updated, coalesce((SELECT bool_or(has_dependents) FROM job), false) AS has_dependents;
 
+-- name: heartbeat_clock
+-- Fix the heartbeat transaction's time before the process reads its holdings: every claim
+-- started before this time was registered before the holdings are read (see rescue_orphans).
+SELECT now();
+
 -- name: heartbeat
--- A worker process says it is alive (and registers itself the first time).
-INSERT INTO workers (id, hostname, pid, queues, state, started_at, last_heartbeat_at)
-VALUES (:id, :hostname, :pid, CAST(:queues AS text[]), :state, coalesce(:now, now()), coalesce(:now, now()))
-ON CONFLICT (id) DO UPDATE SET last_heartbeat_at = EXCLUDED.last_heartbeat_at, state = EXCLUDED.state;
+-- A worker process says it is alive and which jobs it holds (and registers itself the first time).
+INSERT INTO workers (id, hostname, pid, queues, state, started_at, last_heartbeat_at, holding)
+VALUES (:id, :hostname, :pid, CAST(:queues AS text[]), :state, coalesce(:now, now()), coalesce(:now, now()),
+        CAST(:holding AS bigint[]))
+ON CONFLICT (id) DO UPDATE SET last_heartbeat_at = EXCLUDED.last_heartbeat_at, state = EXCLUDED.state,
+                               holding = EXCLUDED.holding;
 
 -- name: rescue_orphans
--- Jobs running on worker processes that stopped heartbeating (or never registered) are retried
--- when attempts remain, else failed; their executions are marked lost, or timed_out when past
--- their deadline (a hard time limit kills the process the same way).
-WITH orphans AS (
-    SELECT j.id, j.attempt, j.max_attempts, j.cancel_requested_at IS NOT NULL AS cancelling,
+-- Running jobs no live process runs are failed over, at most :limit a round: those on processes
+-- that stopped heartbeating (or never registered, or stopped), and those whose live process's
+-- heartbeat, written after the claim, does not hold them (the process gave the attempt up).
+-- A lost process counts as a crash of the job; at :poison_after crashes the job fails as poison.
+-- Otherwise it is retried after the job type's backoff (:types/:bases/:maxes override the
+-- :base/:max defaults), or failed when attempts are spent. Executions are marked lost, or
+-- timed_out when past their deadline (a hard time limit kills the process the same way).
+-- A heartbeat counts as stale only once the server has been up for :stale_after, so workers
+-- that lived through a PostgreSQL restart get the time to write one.
+WITH policy AS (
+    SELECT * FROM unnest(CAST(:types AS text[]), CAST(:bases AS float8[]), CAST(:maxes AS float8[]))
+        AS p(type, base, max)
+), candidates AS (
+    SELECT j.id, j.type, j.attempt, j.max_attempts, j.crashes, j.cancel_requested_at IS NOT NULL AS cancelling,
            (j.timeout_seconds IS NOT NULL
-            AND j.started_at + make_interval(secs => j.timeout_seconds) < coalesce(:now, now())) AS timed_out
+            AND j.started_at + make_interval(secs => j.timeout_seconds) < coalesce(:now, now())) AS timed_out,
+           (w.id IS NULL OR w.state = 'stopped'
+            OR greatest(w.last_heartbeat_at, pg_postmaster_start_time())
+               < coalesce(:now, now()) - make_interval(secs => :stale_after)) AS dead
     FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
     WHERE j.state = 'running'
-      AND j.started_at < coalesce(:now, now()) - make_interval(secs => :stale_after)
-      AND (w.id IS NULL OR w.state = 'stopped'
-           OR w.last_heartbeat_at < coalesce(:now, now()) - make_interval(secs => :stale_after))
+      AND ((j.started_at < coalesce(:now, now()) - make_interval(secs => :stale_after)
+            AND (w.id IS NULL OR w.state = 'stopped'
+                 OR greatest(w.last_heartbeat_at, pg_postmaster_start_time())
+                    < coalesce(:now, now()) - make_interval(secs => :stale_after)))
+           OR (w.state <> 'stopped' AND w.last_heartbeat_at > j.started_at AND NOT (j.id = ANY(w.holding))))
+    ORDER BY j.started_at
+    LIMIT :limit
     FOR UPDATE OF j SKIP LOCKED
+), orphans AS (
+    SELECT c.*, c.crashes + CASE WHEN c.dead THEN 1 ELSE 0 END AS ended,
+           c.dead AND c.crashes + 1 >= :poison_after AND NOT c.cancelling AS poison,
+           coalesce(p.base, :base) AS base, coalesce(p.max, :max) AS max
+    FROM candidates c LEFT JOIN policy p ON p.type = c.type
 ), jobs_done AS (
     UPDATE jobs SET state = CASE WHEN o.cancelling THEN 'cancelled'
-                                 WHEN o.attempt < o.max_attempts THEN 'queued' ELSE 'failed' END,
-                    run_at = coalesce(:now, now()),
-                    finished_at = CASE WHEN o.attempt < o.max_attempts AND NOT o.cancelling THEN NULL
-                                       ELSE coalesce(:now, now()) END,
-                    last_error = CASE WHEN o.timed_out THEN 'timed out (hard limit)' ELSE 'worker lost' END,
+                                 WHEN o.poison OR o.attempt >= o.max_attempts THEN 'failed' ELSE 'scheduled' END,
+                    -- base * 2^(attempt-1) capped at max, as worker/finishing.py's backoff_seconds;
+                    -- compared in log space so a high attempt never overflows a float.
+                    run_at = coalesce(:now, now()) + make_interval(secs => greatest(0,
+                        CASE WHEN greatest(0, o.attempt - 1) >= ln(o.max / o.base) / ln(2) THEN o.max
+                             ELSE o.base * power(2, greatest(0, o.attempt - 1)) END
+                        * (1 + (random() * 2 - 1) * :jitter))),
+                    finished_at = CASE WHEN o.cancelling OR o.poison OR o.attempt >= o.max_attempts
+                                       THEN coalesce(:now, now()) END,
+                    crashes = o.ended,
+                    last_error = CASE WHEN o.poison THEN 'poison: ended ' || o.ended || ' worker processes'
+                                      WHEN o.timed_out THEN 'timed out (hard limit)'
+                                      WHEN o.dead THEN 'worker lost'
+                                      ELSE 'attempt abandoned: its end could not be written' END,
                     worker_id = NULL
     FROM orphans o WHERE jobs.id = o.id
-    RETURNING jobs.id, jobs.state, jobs.attempt
+    RETURNING jobs.id
 )
 UPDATE job_executions e
 SET state = CASE WHEN o.cancelling THEN 'cancelled' WHEN o.timed_out THEN 'timed_out' ELSE 'lost' END,
     finished_at = coalesce(:now, now()),
-    error_class = CASE WHEN o.timed_out THEN 'TimeLimitExceeded' ELSE 'WorkerLost' END,
-    error_message = CASE WHEN o.timed_out THEN 'hard time limit exceeded' ELSE 'worker process stopped heartbeating' END
+    error_class = CASE WHEN o.poison THEN 'Poison' WHEN o.timed_out THEN 'TimeLimitExceeded'
+                       WHEN o.dead THEN 'WorkerLost' ELSE 'AttemptAbandoned' END,
+    error_message = CASE WHEN o.poison THEN 'poison: ended ' || o.ended || ' worker processes'
+                         WHEN o.timed_out THEN 'hard time limit exceeded'
+                         WHEN o.dead THEN 'worker process stopped heartbeating'
+                         ELSE 'the worker process gave the attempt up: its end could not be written' END
 FROM orphans o
 WHERE e.job_id = o.id AND e.attempt = o.attempt AND e.state = 'running'
-RETURNING e.job_id, e.state;
+RETURNING e.job_id, e.state, e.error_class;
 
 -- name: mark_workers_stopped
--- Worker processes whose heartbeat is long gone are marked stopped (kept for history until pruned).
+-- Worker processes whose heartbeat is long gone are marked stopped (kept for history until pruned);
+-- not before the server has been up for :stale_after (see rescue_orphans).
 UPDATE workers SET state = 'stopped'
-WHERE state <> 'stopped' AND last_heartbeat_at < coalesce(:now, now()) - make_interval(secs => :stale_after);
+WHERE state <> 'stopped'
+  AND greatest(last_heartbeat_at, pg_postmaster_start_time()) < coalesce(:now, now()) - make_interval(secs => :stale_after);
 
 -- name: get_job
 -- One job with every column, for the control API.
@@ -237,10 +283,17 @@ SELECT state FROM jobs WHERE id = :job_id;
 UPDATE jobs SET progress = :progress WHERE id = :job_id AND state = 'running' AND attempt = :attempt;
 
 -- name: insert_job_logs
--- An attempt's log lines, in one statement.
+-- An attempt's log lines, in one statement; none when its first line is already there (the
+-- same batch retried after a lost reply).
 INSERT INTO job_logs (job_id, attempt, at, level, message)
 SELECT :job_id, :attempt, t.at, t.level, t.message
-FROM unnest(CAST(:ats AS timestamptz[]), CAST(:levels AS text[]), CAST(:messages AS text[])) AS t(at, level, message);
+FROM unnest(CAST(:ats AS timestamptz[]), CAST(:levels AS text[]), CAST(:messages AS text[])) AS t(at, level, message)
+WHERE NOT EXISTS (SELECT 1 FROM job_logs l WHERE l.job_id = :job_id AND l.attempt = :attempt
+                                            AND l.at = (CAST(:ats AS timestamptz[]))[1]);
+
+-- name: execution_state
+-- The state of one execution (did a finish whose reply was lost go through?).
+SELECT state FROM job_executions WHERE id = :execution_id;
 
 -- name: get_job_logs
 -- A job's log lines in order, for the API and CLI.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from shared.store.rows import Executor, QueueRow
 from shared.store.sql import query
@@ -29,13 +29,21 @@ def notify_ready(db: Executor) -> None:
     db.execute(query("notify_ready"))
 
 
+def heartbeat_clock(db: Executor) -> None:
+    """Fix the heartbeat transaction's time; call before reading the holdings to report."""
+    db.execute(query("heartbeat_clock"))
+
+
 def heartbeat(
     db: Executor, worker_id: str, hostname: str, pid: int, queues: list[str], state: str = "online",
-    now: datetime | None = None,
+    now: datetime | None = None, holding: Sequence[int] | None = None,
 ) -> None:
+    """`holding`: the job ids the process holds, read after `heartbeat_clock` in the same
+    transaction; None for a process that does not report them."""
     db.execute(
         query("heartbeat"),
-        {"id": worker_id, "hostname": hostname, "pid": pid, "queues": queues, "state": state, "now": now},
+        {"id": worker_id, "hostname": hostname, "pid": pid, "queues": queues, "state": state, "now": now,
+         "holding": None if holding is None else list(holding)},
     )
 
 
