@@ -1,7 +1,7 @@
 """proxies start unchecked and unscored: status 'unchecked', health_score NULL until a check
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-01 03:20:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
