@@ -12,8 +12,8 @@ silently changes (NaN stored as null) would be data loss. What is refused, and w
 - JSON it cannot store or read back: non-finite floats, integers beyond 64 bits, nesting
   deeper than `JSON_MAX_DEPTH`, payloads whose stored form exceeds the database ceiling.
 
-Each check returns the normalized value (a float for seconds, a UTC-comparable datetime, the
-encoded JSON), so callers use what the gate returns, never the raw input.
+Each check returns the normalized value (a float for seconds, a datetime in UTC, the encoded
+JSON), so callers use what the gate returns, never the raw input.
 """
 
 from __future__ import annotations
@@ -137,7 +137,9 @@ def moment(value: Any, field: str, *, error: type[ValidationError] = InputInvali
         raise _refuse(error, field, f"must fall in the years 2000 to 9999; got {show(value)}") from None
     if not RUN_AT_MIN <= utc <= RUN_AT_MAX:
         raise _refuse(error, field, f"must fall in the years 2000 to 9999; got {show(value)}")
-    return value
+    # In UTC: a wall time repeated at a DST change compares unequal to every other zone's
+    # instants (PEP 495), so comparisons with the clock must not see the original zone.
+    return utc
 
 
 def boolean(value: Any, field: str, *, error: type[ValidationError] = InputInvalid) -> bool:
@@ -292,7 +294,7 @@ def stored_size(value: Any) -> int:
         elif isinstance(item, int):
             size += len(str(item))
         elif isinstance(item, float):
-            size += len(format(Decimal(repr(item)), "f"))
+            size += len(format(Decimal(repr(abs(item) if item == 0 else item)), "f"))  # numeric has no -0
         elif isinstance(item, dict):
             size += 2 + max(0, 2 * (len(item) - 1)) + 2 * len(item)
             for name, child in item.items():
