@@ -229,9 +229,15 @@ def _check_json(value: Any, field: str, error: type[ValidationError], *, strict:
     stack: list[tuple[str, Any, int]] = [("", value, 0)]
     while stack:
         path, item, depth = stack.pop()
-        where = f"{field}{path}" if len(path) <= 80 else f"{field}{path[:40]}...{path[-37:]}"
-        if item is None or isinstance(item, bool):
+        kind = type(item)
+        # Fast paths for the common, clean cases (enqueue_many runs this per payload).
+        if kind is str and (item.isascii() and "\x00" not in item):
             continue
+        if (kind is int and JSON_INT_MIN <= item <= JSON_INT_MAX) or item is None or kind is bool:
+            continue
+        if kind is float and math.isfinite(item):
+            continue
+        where = f"{field}{path}" if len(path) <= 80 else f"{field}{path[:40]}...{path[-37:]}"
         if isinstance(item, str):
             problem = text_problem(item)
             if problem:
@@ -342,7 +348,7 @@ def payload(
         raise PayloadInvalid(
             f"payload for {declared.name} must be {declared.payload.__name__}, not {type(value).__name__}", field=field
         )
-    if not isinstance(value, (BaseModel, Mapping)):
+    if type(value) is not dict and not isinstance(value, (BaseModel, Mapping)):
         raise PayloadInvalid(f"payload for {declared.name} must be a JSON object (a dict); got {show(value)}", field=field)
     try:
         model = value if isinstance(value, BaseModel) else declared.payload.model_validate(value)
