@@ -2,8 +2,9 @@
 
 `enqueue` writes in the caller's session, so the job exists if and only if the caller's
 transaction commits. `enqueue_now` manages its own transaction. `enqueue_many` writes any
-number of jobs of one type in one statement. Everything is validated before anything is
-written; a refusal raises a `ValidationError` subclass naming the field.
+number of jobs of one type in one statement. Every argument passes the input gate
+(`shared.inputs`, docs/inputs.md) before any SQL; a refusal raises a `ValidationError` subclass
+naming the field, nothing is written, and the caller's transaction stays usable.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from pydantic import BaseModel
 
+from shared import inputs
 from shared.clock import Clock, SystemClock, sql_now
 from shared.db import Database, get_database, translate_errors
-from shared import inputs
 from shared.errors import PayloadInvalid, UnknownQueue, ValidationError
 from shared.jobtypes.registry import JobType, registry
 from shared.models.platform import PRIORITY_MAX, PRIORITY_MIN
