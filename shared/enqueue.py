@@ -2,8 +2,9 @@
 
 `enqueue` writes in the caller's session, so the job exists if and only if the caller's
 transaction commits. `enqueue_now` manages its own transaction. `enqueue_many` writes any
-number of jobs of one type in one statement. Everything is validated before anything is
-written; a refusal raises a `ValidationError` subclass naming the field.
+number of jobs of one type in one statement. Every argument passes the input gate
+(`shared.inputs`, docs/inputs.md) before any SQL; a refusal raises a `ValidationError` subclass
+naming the field, nothing is written, and the caller's transaction stays usable.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
 from pydantic import BaseModel
-from pydantic import ValidationError as PydanticValidationError
 
+from shared import inputs
 from shared.clock import Clock, SystemClock, sql_now
 from shared.db import Database, get_database, translate_errors
-from shared.errors import PayloadInvalid, PayloadTooLarge, UnknownQueue, ValidationError
+from shared.errors import PayloadInvalid, UnknownQueue, ValidationError
 from shared.jobtypes.registry import JobType, registry
 from shared.models.platform import PRIORITY_MAX, PRIORITY_MIN
 from shared.models.states import JobState
@@ -30,7 +31,7 @@ from shared.store import dependencies as dependency_store
 from shared.store import queues as queue_store
 from shared.store.rows import Executor, NewJob
 
-MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_BYTES = inputs.METADATA_MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -67,39 +68,10 @@ queue_names = QueueNames()
 
 
 def validate_payload(job_type: JobType[BaseModel], payload: Mapping[str, Any] | BaseModel, limit: int) -> tuple[str, BaseModel]:
-    """The one payload check (enqueue and schedules): the type's model, then the size limit.
-    Returns the encoded JSON and the validated model; raises PayloadInvalid / PayloadTooLarge."""
-    try:
-        if isinstance(payload, BaseModel) and not isinstance(payload, job_type.payload):
-            raise PayloadInvalid(
-                f"payload for {job_type.name} must be {job_type.payload.__name__}, not {type(payload).__name__}",
-                field="payload",
-            )
-        model = payload if isinstance(payload, BaseModel) else job_type.payload.model_validate(payload)
-    except PydanticValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()
-        )
-        raise PayloadInvalid(f"payload for {job_type.name} is invalid: {problems}", field="payload") from None
-    encoded = model.model_dump_json()
-    size = len(encoded.encode())
-    if size > limit:
-        raise PayloadTooLarge(f"payload is {size} bytes; the limit is {limit}", field="payload", size=size)
-    return encoded, model
-
-
-def _metadata_json(metadata: Mapping[str, Any] | None) -> str:
-    if metadata is None:
-        return "{}"
-    if not isinstance(metadata, Mapping):
-        raise ValidationError("metadata must be a JSON object", field="metadata")
-    try:
-        encoded = json.dumps(metadata, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"metadata is not JSON: {exc}", field="metadata") from None
-    if len(encoded) > MAX_METADATA_BYTES:
-        raise ValidationError(f"metadata is over {MAX_METADATA_BYTES} bytes", field="metadata")
-    return encoded
+    """The one payload check (enqueue and schedules), kept in the gate (`shared.inputs.payload`):
+    the type's model, what the database can store, then the size limit. Returns the encoded
+    JSON and the validated model; raises PayloadInvalid / PayloadTooLarge."""
+    return inputs.payload(job_type, payload, limit)
 
 
 @dataclass(frozen=True)
@@ -113,31 +85,26 @@ class _Options:
 
 
 def _options(
-    job_type: JobType[BaseModel], clock: Clock, queue: str | None, priority: int | None,
-    run_at: datetime | None, delay: float | timedelta | None, max_attempts: int | None, timeout: float | None,
+    job_type: JobType[BaseModel], clock: Clock, queue: Any, priority: Any,
+    run_at: Any, delay: Any, max_attempts: Any, timeout: Any,
 ) -> _Options:
     settings = get_settings()
-    priority = job_type.priority if priority is None else priority
-    if not isinstance(priority, int) or isinstance(priority, bool) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-        raise ValidationError(f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}; got {priority!r}", field="priority")
+    queue = inputs.queue_name(job_type.queue if queue is None else queue)
+    priority = inputs.integer(job_type.priority if priority is None else priority, "priority", PRIORITY_MIN, PRIORITY_MAX)
     if run_at is not None and delay is not None:
         raise ValidationError("give run_at or delay, not both", field="run_at")
-    if run_at is not None and run_at.tzinfo is None:
-        raise ValidationError("run_at must be timezone-aware", field="run_at")
+    if run_at is not None:
+        run_at = inputs.moment(run_at, "run_at")
     if delay is not None:
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        if seconds < 0:
-            raise ValidationError("delay must not be negative", field="delay")
-        run_at = clock.now() + timedelta(seconds=seconds)
+        run_at = clock.now() + timedelta(seconds=inputs.seconds(delay, "delay", 0, inputs.DELAY_MAX_SECONDS))
     future = run_at is not None and run_at > clock.now()
     attempts = max_attempts if max_attempts is not None else job_type.max_attempts or settings.default_max_attempts
-    if not isinstance(attempts, int) or attempts < 1:
-        raise ValidationError(f"max_attempts must be a positive integer; got {attempts!r}", field="max_attempts")
+    attempts = inputs.integer(attempts, "max_attempts", 1, inputs.MAX_ATTEMPTS_MAX)
     timeout = timeout if timeout is not None else job_type.timeout_seconds
-    if timeout is not None and timeout <= 0:
-        raise ValidationError("timeout must be positive", field="timeout")
+    if timeout is not None:
+        timeout = inputs.seconds(timeout, "timeout", inputs.TIMEOUT_MIN_SECONDS, inputs.TIMEOUT_MAX_SECONDS)
     return _Options(
-        queue=queue or job_type.queue, priority=priority, run_at=run_at,
+        queue=queue, priority=priority, run_at=run_at,
         state=JobState.SCHEDULED if future else JobState.QUEUED, max_attempts=attempts, timeout_seconds=timeout,
     )
 
@@ -147,7 +114,8 @@ def _key(scope: str, model: BaseModel, fields: tuple[str, ...] | None) -> str | 
     if not fields:
         return None
     values = model.model_dump(mode="json", include=set(fields))
-    return scope + "|" + json.dumps([values[f] for f in fields], separators=(",", ":"))
+    # Keys are indexed: a long field value would make an index entry the database refuses.
+    return inputs.key(scope + "|" + json.dumps([values[f] for f in fields], separators=(",", ":")), "payload", error=PayloadInvalid)
 
 
 def limit_key(job_type: JobType[BaseModel], model: BaseModel) -> str | None:
@@ -179,17 +147,19 @@ def enqueue(
     or is cancelled, this job is cancelled with a reason naming it.
     """
     clock = clock or SystemClock()
-    declared = registry.get(job_type if isinstance(job_type, str) else job_type.name)
-    payload_json, model = validate_payload(declared, payload or {}, get_settings().max_payload_bytes)
+    declared = inputs.job_type(job_type, registry)
+    payload_json, model = inputs.payload(declared, {} if payload is None else payload, get_settings().max_payload_bytes)
     options = _options(declared, clock, queue, priority, run_at, delay, max_attempts, timeout)
-    period = declared.unique_for_seconds if unique_for is None else unique_for
-    if period < 0:
-        raise ValidationError("unique_for must not be negative", field="unique_for")
-    parents = _parent_ids(depends_on)
+    period = inputs.seconds(
+        declared.unique_for_seconds if unique_for is None else unique_for, "unique_for", 0, inputs.UNIQUE_FOR_MAX_SECONDS
+    )
+    parents = [] if depends_on is None else inputs.job_ids(depends_on, "depends_on")
+    if unique_key is not None and unique_key != "":
+        unique_key = inputs.key(unique_key, "unique_key")
     row = NewJob(
         type=declared.name, queue=options.queue, state=options.state, priority=options.priority,
-        payload_json=payload_json, metadata_json=_metadata_json(metadata), max_attempts=options.max_attempts,
-        timeout_seconds=options.timeout_seconds, run_at=options.run_at,
+        payload_json=payload_json, metadata_json=inputs.json_object(metadata, "metadata"),
+        max_attempts=options.max_attempts, timeout_seconds=options.timeout_seconds, run_at=options.run_at,
         limit_key=limit_key(declared, model),
         unique_key=unique_key or _key(declared.name, model, declared.unique_by),
         unique_period_seconds=period,
@@ -204,14 +174,6 @@ def enqueue(
             job_id, inserted = job_store.insert_unique_job(session, row, sql_now(clock))
             return Enqueued(job_id, duplicate=not inserted)
         return Enqueued(job_store.insert_jobs(session, [row], sql_now(clock))[0])
-
-
-def _parent_ids(depends_on: Sequence[int] | None) -> list[int]:
-    if not depends_on:
-        return []
-    if isinstance(depends_on, (str, bytes)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in depends_on):
-        raise ValidationError("depends_on must be a list of job ids", field="depends_on")
-    return sorted(set(depends_on))
 
 
 def _enqueue_dependent(session: Executor, row: NewJob, parents: list[int], clock: Clock) -> Enqueued:
@@ -256,16 +218,18 @@ def enqueue_many(
     returned ids ambiguous. Enqueue unique jobs one at a time.
     """
     clock = clock or SystemClock()
-    declared = registry.get(job_type if isinstance(job_type, str) else job_type.name)
+    declared = inputs.job_type(job_type, registry)
     options = _options(declared, clock, queue, priority, run_at, delay, max_attempts, timeout)
     limit = get_settings().max_payload_bytes
-    metadata_json = _metadata_json(metadata)
+    metadata_json = inputs.json_object(metadata, "metadata")
+    if isinstance(payloads, (str, bytes, Mapping, BaseModel)) or not isinstance(payloads, Iterable):
+        raise PayloadInvalid(f"payloads must be a list of payloads; got {inputs.show(payloads)}", field="payloads")
     rows: list[NewJob] = []
     for index, payload in enumerate(payloads):
         try:
-            payload_json, model = validate_payload(declared, payload, limit)
+            payload_json, model = inputs.payload(declared, payload, limit)
         except ValidationError as exc:
-            raise type(exc)(f"payloads[{index}]: {exc}", field=f"payloads[{index}]") from None
+            raise type(exc)(f"payloads[{index}]: {exc}", field=f"payloads[{index}]", **_detail(exc)) from None
         rows.append(NewJob(
             type=declared.name, queue=options.queue, state=options.state, priority=options.priority,
             payload_json=payload_json, metadata_json=metadata_json, max_attempts=options.max_attempts,
@@ -275,6 +239,10 @@ def enqueue_many(
     with translate_errors():
         queue_names.check(session, options.queue)
         return job_store.insert_jobs(session, rows, sql_now(clock))
+
+
+def _detail(exc: ValidationError) -> dict[str, Any]:
+    return {k: v for k, v in exc.context.items() if k != "field"}
 
 
 def enqueue_many_now(job_type: str | JobType[Any], payloads: Sequence[Mapping[str, Any] | BaseModel], *, database: Database | None = None, **options: Any) -> list[int]:

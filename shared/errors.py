@@ -35,6 +35,11 @@ class ValidationError(PlatformError):
         super().__init__(message, field=field, **context)
 
 
+class InputInvalid(ValidationError):
+    """The input has the wrong type, is out of range, or holds what the database cannot store
+    (a NUL character, a lone surrogate, NaN or Infinity)."""
+
+
 class UnknownJobType(ValidationError):
     """No job type is declared under that name."""
 

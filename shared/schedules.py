@@ -5,8 +5,10 @@
 
 Code declarations are synced into `schedules` (source 'code') when the scheduler starts;
 schedules made through this API or `jobctl schedules` (source 'api') are never touched by a
-sync. Every definition is validated strictly before anything is written; a refusal raises
-`ScheduleInvalid` naming the field. Cron fires themselves are made by `scheduler/cron.py`.
+sync. Every definition is validated strictly before anything is written (through the gate,
+`shared.inputs`, for types, text and the payload); a refusal raises `ScheduleInvalid` naming
+the field. Look-ups by name refuse what cannot be a name (a non-str, NUL, a lone surrogate)
+with `InputInvalid` before any SQL. Cron fires themselves are made by `scheduler/cron.py`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel
 
+from shared import inputs
 from shared.clock import Clock, SystemClock, sql_now
-from shared.crontime import next_fire, parse
+from shared.crontime import CronSpec, next_fire, parse
 from shared.db import Database, get_database
 # The same payload and limit-key rules as enqueue.
 from shared.enqueue import validate_payload, limit_key
@@ -40,6 +43,9 @@ log = logging.getLogger("shared.schedules")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 MAX_CATCH_UP = 1000
 MAX_JITTER_SECONDS = 86400.0
+MAX_CRON_CHARS = 200
+MAX_TIMEZONE_CHARS = 64
+MAX_NAME_CHARS = 200
 
 _declared: dict[str, ScheduleFields] = {}
 _declared_lock = threading.Lock()
@@ -68,34 +74,56 @@ def define(
 ) -> ScheduleFields:
     """A validated definition (all but the queue's existence, which needs the database)."""
     try:
-        declared = registry.get(job_type if isinstance(job_type, str) else job_type.name)
+        declared = inputs.job_type(job_type, registry)
     except UnknownJobType as exc:
         raise ScheduleInvalid(str(exc), field="job_type") from None
     name = declared.name if name is None else name
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ScheduleInvalid(f"schedule name {name!r} must be 1-200 letters, digits, '_', '.', ':' or '-'", field="name")
-    spec = parse(cron, timezone)
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ScheduleInvalid(f"schedule name {inputs.show(name)} must be 1-200 letters, digits, '_', '.', ':' or '-'", field="name")
+    spec = _spec(cron, timezone)
     try:
-        encoded, _ = validate_payload(declared, payload or {}, get_settings().max_payload_bytes)
+        encoded, _ = validate_payload(declared, {} if payload is None else payload, get_settings().max_payload_bytes)
     except ValidationError as exc:
         raise ScheduleInvalid(f"payload: {exc}", field="payload") from None
     queue = declared.queue if queue is None else queue
-    if not isinstance(queue, str) or not re.match(QUEUE_NAME_PATTERN, queue):
-        raise ScheduleInvalid(f"queue {queue!r} is not a valid queue name", field="queue")
+    if not isinstance(queue, str) or not re.fullmatch(QUEUE_NAME_PATTERN, queue):
+        raise ScheduleInvalid(f"queue {inputs.show(queue)} is not a valid queue name", field="queue")
     priority = declared.priority if priority is None else priority
     if not isinstance(priority, int) or isinstance(priority, bool) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-        raise ScheduleInvalid(f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}; got {priority!r}", field="priority")
-    if misfire not in set(MisfirePolicy):
-        raise ScheduleInvalid(f"misfire must be one of {', '.join(MisfirePolicy)}; got {misfire!r}", field="misfire")
+        raise ScheduleInvalid(f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}; got {inputs.show(priority)}", field="priority")
+    if not isinstance(misfire, str) or misfire not in set(MisfirePolicy):
+        raise ScheduleInvalid(f"misfire must be one of {', '.join(MisfirePolicy)}; got {inputs.show(misfire)}", field="misfire")
     if not isinstance(catch_up_limit, int) or isinstance(catch_up_limit, bool) or not 1 <= catch_up_limit <= MAX_CATCH_UP:
-        raise ScheduleInvalid(f"catch_up_limit must be an integer from 1 to {MAX_CATCH_UP}; got {catch_up_limit!r}", field="catch_up_limit")
+        raise ScheduleInvalid(f"catch_up_limit must be an integer from 1 to {MAX_CATCH_UP}; got {inputs.show(catch_up_limit)}", field="catch_up_limit")
     if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter <= MAX_JITTER_SECONDS:
-        raise ScheduleInvalid(f"jitter must be from 0 to {MAX_JITTER_SECONDS:.0f} seconds; got {jitter!r}", field="jitter")
+        raise ScheduleInvalid(f"jitter must be from 0 to {MAX_JITTER_SECONDS:.0f} seconds; got {inputs.show(jitter)}", field="jitter")
+    inputs.boolean(enabled, "enabled", error=ScheduleInvalid)
     return ScheduleFields(
-        name=name, cron=spec.expression, timezone=timezone, job_type=declared.name, payload=json.loads(encoded),
+        name=name, cron=spec.expression, timezone=spec.timezone, job_type=declared.name, payload=json.loads(encoded),
         queue=queue, priority=priority, misfire_policy=str(MisfirePolicy(misfire)), catch_up_limit=catch_up_limit,
-        jitter_seconds=float(jitter), enabled=bool(enabled),
+        jitter_seconds=float(jitter), enabled=enabled,
     )
+
+
+def _spec(cron: Any, timezone: Any) -> CronSpec:
+    """Parse through the gate: text first (types, NUL, surrogates, length), then the zone alone,
+    then the expression, so an error from the file system or croniter names its field too."""
+    timezone = inputs.text(timezone, "timezone", MAX_TIMEZONE_CHARS, error=ScheduleInvalid)
+    cron = inputs.text(cron, "cron", MAX_CRON_CHARS, error=ScheduleInvalid)
+    for field, expression in (("timezone", "* * * * *"), ("cron", cron)):
+        try:
+            spec = parse(expression, timezone)
+        except ScheduleInvalid:
+            raise
+        except Exception as exc:  # zoneinfo reads files (a directory, a long name); croniter is third-party
+            shown = inputs.show(timezone if field == "timezone" else cron)
+            raise ScheduleInvalid(f"{field} {shown} is invalid: {type(exc).__name__}", field=field) from None
+    return spec
+
+
+def _lookup(name: Any) -> str:
+    """A name to look up: anything that cannot be stored text is refused before the query."""
+    return inputs.text(name, "name", MAX_NAME_CHARS)
 
 
 def schedule(job_type: str | JobType[Any], *, cron: str, **options: Any) -> ScheduleFields:
@@ -145,7 +173,7 @@ def add_schedule(
     """Create a schedule at run time (source 'api'). Options as for `schedule()`."""
     clock = clock or SystemClock()
     fields = define(job_type, cron=cron, name=name, **options)
-    first = next_fire(parse(fields.cron, fields.timezone), clock.now())
+    first = next_fire(_spec(fields.cron, fields.timezone), clock.now())
     with (database or get_database()).session() as session:
         _check_queue(session, fields.queue)
         row = store.insert_schedule(session, fields, "api", first, sql_now(clock))
@@ -162,6 +190,7 @@ def _existing(db: Executor, name: str) -> ScheduleRow:
 
 
 def get_schedule(name: str, *, database: Database | None = None) -> ScheduleRow:
+    name = _lookup(name)
     with (database or get_database()).session() as session:
         return _existing(session, name)
 
@@ -176,9 +205,14 @@ def set_cron(
 ) -> ScheduleRow:
     """Change the cron (and optionally the zone); the next fire is recomputed from now."""
     clock = clock or SystemClock()
+    name = _lookup(name)
+    if timezone is not None:
+        _spec(cron, timezone)
+    else:
+        inputs.text(cron, "cron", MAX_CRON_CHARS, error=ScheduleInvalid)
     with (database or get_database()).session() as session:
         zone = timezone if timezone is not None else _existing(session, name).timezone
-        spec = parse(cron, zone)
+        spec = _spec(cron, zone)
         row = store.set_schedule_cron(session, name, spec.expression, zone, next_fire(spec, clock.now()), sql_now(clock))
         if row is None:
             raise NotFound(f"no schedule named {name!r}", schedule=name)
@@ -187,6 +221,7 @@ def set_cron(
 
 def enable_schedule(name: str, *, database: Database | None = None, clock: Clock | None = None) -> ScheduleRow:
     """Enable from the next future fire: fires while it was disabled are not misfires."""
+    name = _lookup(name)
     clock = clock or SystemClock()
     with (database or get_database()).session() as session:
         current = _existing(session, name)
@@ -196,6 +231,7 @@ def enable_schedule(name: str, *, database: Database | None = None, clock: Clock
 
 
 def disable_schedule(name: str, *, database: Database | None = None, clock: Clock | None = None) -> ScheduleRow:
+    name = _lookup(name)
     with (database or get_database()).session() as session:
         row = store.set_schedule_enabled(session, name, False, None, sql_now(clock))
         return row or _existing(session, name)
@@ -204,6 +240,7 @@ def disable_schedule(name: str, *, database: Database | None = None, clock: Cloc
 def delete_schedule(name: str, *, database: Database | None = None) -> None:
     """Delete the schedule; jobs it made stay (their schedule_id becomes NULL). A code-declared
     schedule comes back at the next scheduler start unless its declaration is removed."""
+    name = _lookup(name)
     with (database or get_database()).session() as session:
         if not store.delete_schedule(session, name):
             raise NotFound(f"no schedule named {name!r}", schedule=name)
@@ -223,6 +260,7 @@ def fire_job(row: ScheduleRow, registry: Registry = default_registry) -> FireJob
 
 def run_schedule_now(name: str, *, database: Database | None = None, clock: Clock | None = None) -> int:
     """Enqueue one job of the schedule now, outside its cron (no fire time); returns its id."""
+    name = _lookup(name)
     with (database or get_database()).session() as session:
         row = _existing(session, name)
         try:
@@ -240,6 +278,10 @@ def cron_lateness(
 ) -> Lateness:
     """Enqueue lateness of cron fires (job created_at minus fire_time): count, p50, p99 and max
     in ms, over fire times in [since, until), for one schedule or all. None figures: no fires."""
+    if schedule is not None:
+        schedule = _lookup(schedule)
+    since = None if since is None else inputs.moment(since, "since")
+    until = None if until is None else inputs.moment(until, "until")
     with (database or get_database()).session() as session:
         return store.cron_lateness(session, schedule, since, until)
 

@@ -27,11 +27,18 @@ ENV_PREFIX = "JOBS_"
 
 _DB_SCHEMES = ("postgresql", "postgresql+psycopg")
 _BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "redis+socket")
+# The database refuses a payload whose text is larger (the SQL contract); a higher limit here
+# would let enqueue accept what the INSERT then refuses, breaking the caller's transaction.
+PAYLOAD_CEILING_BYTES = 1_048_576
+# Longest duration a setting may give (as the gate's delays): a larger one overflows datetimes.
+_TEN_YEARS = 315_360_000
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", extra="forbid", validate_default=True
+        env_prefix=ENV_PREFIX, env_file=".env", extra="forbid", validate_default=True,
+        # NaN passes no range check and Infinity passes every lower bound: refuse both.
+        allow_inf_nan=False,
     )
 
     env: Literal["development", "production"] = Field(
@@ -57,10 +64,10 @@ class Settings(BaseSettings):
     default_queues: Annotated[tuple[str, ...], NoDecode] = Field(
         ("high", "default", "low", "bulk"), description="Queues seeded at start (idempotently), comma-separated."
     )
-    max_payload_bytes: int = Field(256 * 1024, ge=64, description="Largest payload (encoded JSON) accepted at enqueue.")
+    max_payload_bytes: int = Field(256 * 1024, ge=64, le=PAYLOAD_CEILING_BYTES, description="Largest payload (encoded JSON) accepted at enqueue.")
     default_max_attempts: int = Field(20, ge=1, le=1000, description="Attempts for a job whose type sets none.")
-    backoff_base_seconds: float = Field(1.0, gt=0, description="First retry delay; doubles each attempt.")
-    backoff_max_seconds: float = Field(3600.0, gt=0, description="Largest retry delay.")
+    backoff_base_seconds: float = Field(1.0, gt=0, le=_TEN_YEARS, description="First retry delay; doubles each attempt.")
+    backoff_max_seconds: float = Field(3600.0, gt=0, le=_TEN_YEARS, description="Largest retry delay.")
     backoff_jitter: float = Field(0.1, ge=0, le=1, description="Relative random spread of retry delays (0.1 = +/-10%).")
 
     dispatch_window: int = Field(
@@ -87,7 +94,7 @@ class Settings(BaseSettings):
     poison_after_crashes: int = Field(
         3, ge=1, le=1000, description="A job whose runs ended this many worker processes (killed, crashed, hard time limit) is failed as poison instead of being handed out again."
     )
-    default_timeout_seconds: float = Field(1800.0, gt=0, description="Hard time limit of a job whose type sets none.")
+    default_timeout_seconds: float = Field(1800.0, ge=1, le=2_592_000, description="Hard time limit of a job whose type sets none.")
     cancel_grace_seconds: float = Field(
         30.0, ge=0, description="A running job asked to cancel gets this long to stop by itself before it is ended by force."
     )
@@ -114,9 +121,9 @@ class Settings(BaseSettings):
     )
     prune_interval_seconds: float = Field(60.0, gt=0, description="Pruner interval once it has caught up.")
     prune_batch_size: int = Field(500, ge=1, description="Rows deleted per pruning transaction (short locks).")
-    worker_retention_seconds: int = Field(7 * 86400, ge=60, description="How long rows of stopped worker processes are kept.")
+    worker_retention_seconds: int = Field(7 * 86400, ge=60, le=_TEN_YEARS, description="How long rows of stopped worker processes are kept.")
     metrics_retention_seconds: int = Field(
-        30 * 86400, ge=3600, description="How long queue_metrics and job_metrics rows are kept."
+        30 * 86400, ge=3600, le=_TEN_YEARS, description="How long queue_metrics and job_metrics rows are kept."
     )
     rollup_delay_seconds: float = Field(2.0, ge=0, description="The metrics roll-up runs this long after each minute boundary.")
 
