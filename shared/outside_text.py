@@ -120,8 +120,12 @@ def clean(
         raise ValueError(f"limit must be more than {len(TRUNCATED)} characters")
     redactor = secrets if isinstance(secrets, Redactor) else redactor_for(tuple(secrets))
     value = storable(text)
-    if limit is None or len(value) <= limit:
+    if limit is None:
         return redactor.redact(value)
+    if len(value) <= limit:
+        redacted = redactor.redact(value)
+        # The mark can be longer than what it hides: the limit still holds.
+        return redacted if len(redacted) <= limit else redacted[: limit - len(TRUNCATED)] + TRUNCATED
     # Redact past the cut too: a secret that starts before the cut must be seen whole to be
     # recognised. Beyond `stop` nothing can reach back into what is kept.
     stop = limit + redactor.max_form_length + 1

@@ -9,7 +9,8 @@ from shared.errors import ConfigurationError
 from shared.settings import load_settings
 
 
-def test_make_celery_without_a_broker_url_names_the_setting() -> None:
+def test_make_celery_without_a_broker_url_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JOBS_BROKER_URL", raising=False)  # a session fixture may have set it
     with pytest.raises(ConfigurationError, match="JOBS_BROKER_URL"):
         make_celery(load_settings({}))
 
