@@ -339,6 +339,12 @@ def json_object(value: Any, field: str, limit: int = METADATA_MAX_BYTES) -> str:
     return encoded
 
 
+def payload_problems(error: PydanticValidationError) -> str:
+    """Each problem with the field it is in: `width: Input should be greater than 0; ...`. The
+    same words wherever a payload is refused (enqueue, schedules, the worker)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in error.errors())
+
+
 def payload(
     declared: JobType[BaseModel], value: Any, limit: int, field: str = "payload"
 ) -> tuple[str, BaseModel]:
@@ -353,10 +359,7 @@ def payload(
     try:
         model = value if isinstance(value, BaseModel) else declared.payload.model_validate(value)
     except PydanticValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()
-        )
-        raise PayloadInvalid(f"payload for {declared.name} is invalid: {problems}", field=field) from None
+        raise PayloadInvalid(f"payload for {declared.name} is invalid: {payload_problems(exc)}", field=field) from None
     except (TypeError, ValueError, RecursionError) as exc:  # a hostile mapping or validator
         raise PayloadInvalid(f"payload for {declared.name} is invalid: {exc}", field=field) from None
     try:

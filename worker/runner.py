@@ -15,6 +15,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from shared.clock import Clock, sql_now
 from shared.db import Database
+from shared.inputs import payload_problems
 from shared.errors import PlatformError
 from shared.jobtypes.registry import JobType
 from shared.outcomes import Discard, Outcome
@@ -203,7 +204,7 @@ class JobRunner:
             payload = job_type.payload.model_validate(job.payload)
         except PydanticValidationError as exc:
             # Only a plain-SQL insert can get here: enqueue() validates. Retrying cannot help.
-            return Discard(f"payload does not match {job_type.payload.__name__}: {exc.errors()[0]['msg']}")
+            return Discard(f"payload for {job_type.name} is invalid: {payload_problems(exc)}")
         try:
             return handler(payload, context)
         except Outcome as outcome:

@@ -162,4 +162,9 @@ def test_plain_celery_calls_are_adopted_as_jobs(db, processes):
     assert rows["native"].metadata == {"adopted_from": "celery"}
     assert [st for _, st, _ in executions(db, rows["native-flaky"].id)] == ["failed", "succeeded"]
     assert [st for _, st, _ in executions(db, rows["bad"].id)] == ["discarded"]
+    with db.session() as s:
+        reason = s.execute(text("SELECT last_error FROM jobs WHERE id = :id"), {"id": rows["bad"].id}).scalar_one()
+    # The same words as the Python API's refusal, field names included.
+    assert reason.startswith("payload for test.record is invalid: ") and "key: Field required" in reason, reason
+    assert "nope: Extra inputs are not permitted" in reason, reason
     assert effect_counts(db) == {"native": 1, "native-flaky": 2}
