@@ -7,6 +7,7 @@ import sys
 import click
 
 from shared.errors import PlatformError
+from shared.cli.console import console
 from shared.cli.doctor import doctor
 from shared.cli.flower import flower
 from shared.cli.jobs import jobs
@@ -47,6 +48,7 @@ def settings_reference() -> None:
 cli.add_command(up)
 cli.add_command(doctor)
 cli.add_command(flower)
+cli.add_command(console)
 cli.add_command(jobs)
 cli.add_command(queues)
 cli.add_command(stats)

@@ -90,12 +90,16 @@ def _spawn(stack: Stack, settings: Settings, queues: str, concurrency: int, flow
     stack.spawn("scheduler", [python, "-m", "scheduler"])
     if flower:
         stack.spawn("flower", [python, "-m", "shared.cli.main", "flower"])
+    if settings.console_port:
+        stack.spawn("console", [python, "-m", "shared.cli.main", "console"])
 
 
 def _wait_ready(stack: Stack, settings: Settings, flower: bool, stop: threading.Event) -> None:
     app = make_celery(settings)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     pending = {"worker", "flower"} if flower else {"worker"}
+    if settings.console_port:
+        pending.add("console")
     try:
         while pending and time.monotonic() < deadline and not stop.is_set():
             dead = stack.first_dead()
@@ -105,6 +109,8 @@ def _wait_ready(stack: Stack, settings: Settings, flower: bool, stop: threading.
                 pending.discard("worker")
             if "flower" in pending and _flower_answers(settings):
                 pending.discard("flower")
+            if "console" in pending and _console_answers(settings):
+                pending.discard("console")
             time.sleep(0.2)
     finally:
         app.close()
@@ -125,6 +131,19 @@ def _flower_answers(settings: Settings) -> bool:
         return False
 
 
+def _console_answers(settings: Settings) -> bool:
+    try:
+        with urllib.request.urlopen(f"{_console_url(settings)}/login", timeout=1.0) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _console_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.console_address in ("0.0.0.0", "::") else settings.console_address
+    return f"http://{host}:{settings.console_port}"
+
+
 def _ready_line(settings: Settings, flower: bool) -> str:
     parts = [
         "ready",
@@ -133,6 +152,8 @@ def _ready_line(settings: Settings, flower: bool) -> str:
     ]
     if flower:
         parts.append(f"flower=http://127.0.0.1:{settings.flower_port}")
+    if settings.console_port:
+        parts.append(f"console={_console_url(settings)}")
     if settings.worker_metrics_port:
         parts.append(f"worker_metrics=http://127.0.0.1:{settings.worker_metrics_port}/metrics")
     if settings.scheduler_metrics_port:
