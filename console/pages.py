@@ -23,6 +23,7 @@ from shared.models.states import JobState, TERMINAL_JOB_STATES
 from shared.schedules import list_schedules
 from shared.store import console as store
 from shared.store import operations
+from shared.store import queues as queue_store
 
 PAGE_SIZE = 50
 RANGES = {  # name -> (seconds shown, bucket width, tick format)
@@ -85,7 +86,7 @@ def jobs(request: Request, user: User, _form: FormData | None) -> Response:
     before = _int(request.query_params.get("before"))
     with _db(request).session() as session:
         rows = store.find_jobs(session, search, before, PAGE_SIZE + 1)
-        queues = [q.name for q in operations.queue_overview(session)]
+        queues = [q.name for q in queue_store.list_queues(session)]
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     older = search_query(search, before=rows[-1]["id"]) if more and rows else None
