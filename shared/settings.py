@@ -22,6 +22,7 @@ from pydantic import Field, SecretStr, ValidationError as PydanticValidationErro
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.errors import ConfigurationError
+from shared.passwords import is_password_hash
 
 ENV_PREFIX = "JOBS_"
 
@@ -106,6 +107,17 @@ class Settings(BaseSettings):
     flower_address: str = Field(
         "127.0.0.1", description="Address Flower listens on; 0.0.0.0 (containers) only with JOBS_FLOWER_BASIC_AUTH."
     )
+    console_address: str = Field("127.0.0.1", description="Address the operator console listens on (loopback by default; put it behind TLS before exposing it).")
+    console_port: int = Field(5580, ge=0, le=65535, description="The operator console's HTTP port (0: `jobctl up` does not start it).")
+    console_users: str | None = Field(
+        None, description="Console users, comma-separated `name:role:hash` (role viewer or admin; hash from `jobctl console hash-password`). Unset: nobody can log in."
+    )
+    console_secret: SecretStr | None = Field(
+        None, description="Key signing the console's session cookies (32+ characters). Required in production; unset in development: a random key per process (sessions end when it restarts)."
+    )
+    console_flower_url: str | None = Field(
+        None, description="Flower's URL as the operator's browser reaches it, for links from a job's Celery task ids (default: http://127.0.0.1:JOBS_FLOWER_PORT)."
+    )
     worker_metrics_port: int = Field(9101, ge=0, le=65535, description="Worker Prometheus endpoint (0: off).")
     scheduler_metrics_port: int = Field(9102, ge=0, le=65535, description="Scheduler Prometheus endpoint (0: off).")
     metrics_address: str = Field(
@@ -156,7 +168,7 @@ class Settings(BaseSettings):
             return tuple(q.strip() for q in value.split(",") if q.strip())
         return value
 
-    @field_validator("flower_address", "metrics_address")
+    @field_validator("flower_address", "metrics_address", "console_address")
     @classmethod
     def _check_address(cls, value: str) -> str:
         try:
@@ -203,7 +215,15 @@ class Settings(BaseSettings):
             raise ValueError("JOBS_FLOWER_BASIC_AUTH must look like user:password")
         if not self.default_queues:
             raise ValueError("JOBS_DEFAULT_QUEUES must name at least one queue")
+        self._check_console()
         return self
+
+    def _check_console(self) -> None:
+        console_users(self)  # raises ValueError naming the bad entry
+        if self.console_secret is not None and len(self.console_secret.get_secret_value()) < 32:
+            raise ValueError("JOBS_CONSOLE_SECRET must be at least 32 characters")
+        # Production without JOBS_CONSOLE_SECRET is refused where the console starts
+        # (console/app.py): the settings of a worker or scheduler container never need it.
 
     @model_validator(mode="after")
     def _check_workloads(self) -> "Settings":
@@ -225,6 +245,31 @@ class Settings(BaseSettings):
     @property
     def is_redis_broker(self) -> bool:
         return (self.broker_url or "redis").startswith(("redis", "rediss"))
+
+
+CONSOLE_ROLES = ("viewer", "admin")
+
+
+def console_users(settings: Settings) -> dict[str, tuple[str, str]]:
+    """JOBS_CONSOLE_USERS as name -> (role, password hash); ValueError names a bad entry
+    (by position and name, never echoing a hash)."""
+    users: dict[str, tuple[str, str]] = {}
+    for position, entry in enumerate((settings.console_users or "").split(","), start=1):
+        entry = entry.strip()
+        if not entry:
+            continue
+        parts = entry.split(":")
+        if len(parts) != 3 or not parts[0]:
+            raise ValueError(f"console_users entry {position} must look like name:role:hash")
+        name, role, hashed = parts
+        if role not in CONSOLE_ROLES:
+            raise ValueError(f"console_users entry {position} ({name}): role must be viewer or admin; got {role!r}")
+        if not is_password_hash(hashed):
+            raise ValueError(f"console_users entry {position} ({name}): the hash is not one `jobctl console hash-password` makes")
+        if name in users:
+            raise ValueError(f"console_users names {name!r} twice")
+        users[name] = (role, hashed)
+    return users
 
 
 def _refuse_unknown_env(environ: dict[str, str]) -> None:

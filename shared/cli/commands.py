@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from shared.errors import ConfigurationError
+from shared.cli.console import console
 from shared.cli.doctor import doctor
 from shared.cli.flower import flower
 from shared.cli.jobs import jobs
@@ -43,6 +44,7 @@ def settings_reference() -> None:
 
 
 cli.add_command(up)
+cli.add_command(console)
 cli.add_command(doctor)
 cli.add_command(flower)
 cli.add_command(jobs)

@@ -105,12 +105,16 @@ def _spawn(stack: Stack, settings: Settings, queues: str, concurrency: int, flow
     stack.spawn("scheduler", [python, "-m", "scheduler"])
     if flower:
         stack.spawn("flower", [python, "-m", "shared.cli.main", "flower"])
+    if settings.console_port:
+        stack.spawn("console", [python, "-m", "shared.cli.main", "console"])
 
 
 def _wait_ready(stack: Stack, settings: Settings, flower: bool, stop: threading.Event) -> None:
     app = make_celery(settings)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     pending = {"worker", "flower"} if flower else {"worker"}
+    if settings.console_port:
+        pending.add("console")
     try:
         while pending and time.monotonic() < deadline and not stop.is_set():
             dead = stack.first_dead()
@@ -120,6 +124,8 @@ def _wait_ready(stack: Stack, settings: Settings, flower: bool, stop: threading.
                 pending.discard("worker")
             if "flower" in pending and _flower_answers(settings):
                 pending.discard("flower")
+            if "console" in pending and _console_answers(settings):
+                pending.discard("console")
             time.sleep(0.2)
     finally:
         app.close()
@@ -151,6 +157,18 @@ def _host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
+def _console_answers(settings: Settings) -> bool:
+    try:
+        with urllib.request.urlopen(f"{_console_url(settings)}/login", timeout=1.0) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _console_url(settings: Settings) -> str:
+    return f"http://{_host(settings.console_address)}:{settings.console_port}"
+
+
 def _ready_line(settings: Settings, flower: bool) -> str:
     parts = [
         "ready",
@@ -159,6 +177,8 @@ def _ready_line(settings: Settings, flower: bool) -> str:
     ]
     if flower:
         parts.append(f"flower={_flower_url(settings)}")
+    if settings.console_port:
+        parts.append(f"console={_console_url(settings)}")
     if settings.worker_metrics_port:
         parts.append(f"worker_metrics=http://{_host(settings.metrics_address)}:{settings.worker_metrics_port}/metrics")
     if settings.scheduler_metrics_port:

@@ -1,6 +1,7 @@
 """Typed SQLAlchemy models of every table; `Base.metadata` is what migrations are checked against."""
 
 from shared.models.base import Base
+from shared.models.console import ConsoleAudit
 from shared.models.domain import (
     ProactiveMessage,
     Post,
@@ -25,7 +26,7 @@ from shared.models.platform import (
 )
 
 __all__ = [
-    "Base", "Job", "JobDependency", "JobExecution", "JobLog", "JobMetric", "Lease", "Queue",
+    "Base", "ConsoleAudit", "Job", "JobDependency", "JobExecution", "JobLog", "JobMetric", "Lease", "Queue",
     "QueueMetric", "Schedule", "Worker", "ProactiveMessage", "Post", "PostPublication", "Proxy",
     "ProxyHealthLog", "SocialAccount", "TelegramConnection", "User",
 ]

@@ -16,8 +16,11 @@ SELECT q.name, q.paused, q.dispatch_window, q.concurrency_limit, q.rate_limit, q
        (SELECT min(j.run_at) FROM jobs j
         WHERE j.queue = q.name AND j.state = 'queued' AND j.run_at <= coalesce(:now, now())) AS oldest_queued_at,
        (SELECT min(j.run_at) FROM jobs j WHERE j.queue = q.name AND j.state = 'dispatched') AS oldest_dispatched_at,
-       (SELECT max(j.dispatched_at) FROM jobs j
-        WHERE j.queue = q.name AND j.state IN ('dispatched', 'running')) AS last_dispatched_at,
+       -- One max per state, so each partial index serves its own (an IN over both states is
+       -- planned as a sequential scan of every job once millions have finished).
+       greatest((SELECT max(j.dispatched_at) FROM jobs j WHERE j.queue = q.name AND j.state = 'dispatched'),
+                (SELECT max(j.dispatched_at) FROM jobs j WHERE j.queue = q.name AND j.state = 'running'))
+         AS last_dispatched_at,
        coalesce(:now, now()) AS now
 FROM queues q ORDER BY q.name;
 
