@@ -40,7 +40,10 @@ def measure(bench: Bench) -> Results:
     database = bench.environment.database()
     started = time.monotonic()
     with database.session() as session:
+        # History, not an enqueue: the insert guard (migration 0004) is off for this transaction.
+        session.execute(text("ALTER TABLE jobs DISABLE TRIGGER jobs_insert_contract"))
         session.execute(text(FILL), {"rows": ROWS})
+        session.execute(text("ALTER TABLE jobs ENABLE TRIGGER jobs_insert_contract"))
     with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM ANALYZE jobs"))
         middle = int(connection.execute(text("SELECT min(id) + count(*) / 2 FROM jobs")).scalar() or 0)

@@ -58,7 +58,7 @@ def newcomer_env() -> Iterator[dict[str, str]]:
     data_dir = Path(tempfile.mkdtemp(prefix="jobs-docs-run-"))
     data_dir.chmod(0o755)  # the embedded PostgreSQL runs as an unprivileged user
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
-    env.update(JOBS_DATA_DIR=str(data_dir), JOBS_FLOWER_PORT=str(free_port()),
+    env.update(JOBS_DATA_DIR=str(data_dir), JOBS_FLOWER_PORT=str(free_port()), JOBS_CONSOLE_PORT=str(free_port()),
                JOBS_WORKER_METRICS_PORT="0", JOBS_SCHEDULER_METRICS_PORT="0")
     log = data_dir / "run.log"
     with open(log, "wb") as out:

@@ -42,7 +42,7 @@ def test_make_run_smoke_embedded():
     data_dir = Path(tempfile.mkdtemp(prefix="jobs-run-smoke-"))
     data_dir.chmod(0o755)  # the embedded PostgreSQL runs as an unprivileged user
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
-    env.update(JOBS_DATA_DIR=str(data_dir), JOBS_FLOWER_PORT=str(free_port()),
+    env.update(JOBS_DATA_DIR=str(data_dir), JOBS_FLOWER_PORT=str(free_port()), JOBS_CONSOLE_PORT=str(free_port()),
                JOBS_WORKER_METRICS_PORT=str(free_port()), JOBS_SCHEDULER_METRICS_PORT=str(free_port()))
     log = data_dir / "run.log"
     with open(log, "wb") as out:
@@ -53,6 +53,9 @@ def test_make_run_smoke_embedded():
         runtime = json.loads((data_dir / "runtime.json").read_text())
         service_env = dict(env, JOBS_DATABASE_URL=runtime["database_url"], JOBS_BROKER_URL=runtime["broker_url"])
         assert f"flower=http://127.0.0.1:{env['JOBS_FLOWER_PORT']}" in ready
+        assert f"console=http://127.0.0.1:{env['JOBS_CONSOLE_PORT']}" in ready
+        with urllib.request.urlopen(f"http://127.0.0.1:{env['JOBS_CONSOLE_PORT']}/login", timeout=5) as page:
+            assert page.status == 200
 
         ping = subprocess.run([sys.executable, "-m", "celery", "-A", "worker.app:app", "inspect", "ping", "--timeout=5"],
                               cwd=ROOT, env=service_env, capture_output=True, text=True, timeout=60)

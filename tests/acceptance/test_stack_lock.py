@@ -46,7 +46,8 @@ def _listed_children(data_dir: Path) -> list[int]:
 
 def test_second_up_is_refused_and_a_killed_stack_is_taken_over(db, test_env, tmp_path):
     data_dir = tmp_path / "data"
-    env = dict(os.environ, JOBS_DATA_DIR=str(data_dir), JOBS_WORKER_METRICS_PORT="0", JOBS_SCHEDULER_METRICS_PORT="0")
+    env = dict(os.environ, JOBS_DATA_DIR=str(data_dir), JOBS_WORKER_METRICS_PORT="0", JOBS_SCHEDULER_METRICS_PORT="0",
+               JOBS_CONSOLE_PORT="0")
     first = _up(env, tmp_path / "first.log")
     leftovers: list[int] = []
     try:

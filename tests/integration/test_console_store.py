@@ -12,6 +12,7 @@ from shared.enqueue import enqueue_many_now, enqueue_now
 from shared.store import console as store
 from shared.store.console import JobSearch
 from tests.console.console_fixture import csrf_of, logged_in
+from tests.history import history_inserts
 
 
 def _finish(db: Database, ids: list[int], state: str, worker: str | None = None) -> None:
@@ -124,8 +125,9 @@ def test_pages_render_and_never_show_secrets(db: Database) -> None:
 
 
 def test_jobs_query_uses_an_index_at_1m_finished_rows(db: Database) -> None:
-    with db.session() as session:
+    with db.session() as session, history_inserts(session):
         fill_finished_jobs(session, 1_000_000)
+    with db.session() as session:
         session.execute(text("ANALYZE jobs"))
     searches = [JobSearch(), JobSearch(state="failed"), JobSearch(queue="low"), JobSearch(type="bench.noop")]
     with db.session() as session:
