@@ -365,3 +365,33 @@ def test_timestamps_are_utc_whatever_the_session_time_zone(bouncer, bdb):
     with bdb.session() as s:
         now = s.execute(text("SELECT now()")).scalar()
     assert now.utcoffset().total_seconds() == 0
+
+
+def _plain(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def test_server_side_prepared_statements_break_through_transaction_pooling(bouncer, bdb):
+    """Why JOBS_DATABASE_POOLER=transaction turns them off: a statement prepared on one server
+    connection is run by a client whose next transaction lands on another (or a second client
+    prepares the same name on the same one)."""
+    query = "SELECT count(*) FROM queues WHERE name = %s"
+
+    def interleave(prepare_threshold: int | None) -> list[str]:
+        errors = []
+        with psycopg.connect(_plain(bouncer.url), autocommit=True, prepare_threshold=prepare_threshold) as a, \
+                psycopg.connect(_plain(bouncer.url), autocommit=True, prepare_threshold=prepare_threshold) as b, \
+                psycopg.connect(_plain(bouncer.url), prepare_threshold=None) as holder:
+            for round_ in range(6):
+                for conn in (a, b):
+                    try:
+                        conn.execute(query, ("default",)).fetchone()
+                    except psycopg.Error as exc:
+                        errors.append(type(exc).__name__)
+                if round_ == 2:  # a transaction left open pins one server connection: others shift
+                    holder.execute("SELECT 1")
+            holder.rollback()
+        return errors
+
+    assert interleave(0), "prepared statements went through transaction pooling unharmed"
+    assert interleave(None) == []
