@@ -351,18 +351,19 @@ def test_a_listener_behind_pgbouncer_hears_nothing_and_says_so_while_jobs_run(bo
                 if query.startswith("LISTEN") and pid not in bouncer.server_pids()]
 
 
-def test_timestamps_are_utc_whatever_the_session_time_zone(bouncer, bdb):
-    """No SET TIME ZONE at connect: the client turns every timestamptz into UTC."""
-    direct = make_database(bouncer.direct_url, pool_size=1)
+def test_timestamps_are_utc_whatever_the_server_time_zone(bouncer, bdb):
+    """No SET TIME ZONE at connect: the client turns every timestamptz into UTC, also from a
+    server whose zone is not UTC (here a connection started with another TimeZone)."""
+    kolkata = make_url(bouncer.direct_url).update_query_dict({"options": "-c timezone=Asia/Kolkata"})
+    direct = make_database(kolkata.render_as_string(hide_password=False), pool_size=1)
     try:
         with direct.engine.connect() as conn:
-            conn.exec_driver_sql("SET TIME ZONE 'Asia/Kolkata'")
+            assert conn.execute(text("SHOW TimeZone")).scalar() == "Asia/Kolkata"
             value = conn.execute(text("SELECT TIMESTAMPTZ '2026-01-01 12:00:00+00'")).scalar()
-            conn.invalidate()  # the SET must not go back to the pool
     finally:
         direct.dispose()
     assert value.utcoffset().total_seconds() == 0 and value.hour == 12
-    with bdb.session() as s:
+    with bdb.session() as s:  # through PgBouncer, from the run's server
         now = s.execute(text("SELECT now()")).scalar()
     assert now.utcoffset().total_seconds() == 0
 
