@@ -84,6 +84,7 @@ GAUGES = {
     "jobs_dispatcher_lag_seconds",
     "jobs_scheduler_leader",
     "jobs_workers_alive",
+    "jobs_dispatcher_notify_ok",
 }
 HISTOGRAMS = {"jobs_run_seconds", "jobs_queue_wait_seconds", "jobs_cron_lateness_seconds"}
 # What a PromQL query may name: the series Prometheus stores for the metrics above.
@@ -730,6 +731,7 @@ def test_alert_rules_cover_the_platform_and_are_annotated() -> None:
     assert "absent(jobs_workers_alive)" in rules["JobsNoWorkers"]["expr"]
     assert "absent(jobs_scheduler_leader)" in rules["JobsSchedulerNoLeader"]["expr"]
     assert "histogram_quantile(0.99" in rules["JobsCronLate"]["expr"]
+    assert "jobs_dispatcher_notify_ok" in rules["JobsDispatcherNotifyLost"]["expr"]
     assert seconds(rules["JobsBacklogOld"]["for"]) == 600
 
 
