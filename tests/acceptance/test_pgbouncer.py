@@ -85,6 +85,15 @@ def _server_location(url: str) -> tuple[str, int]:
     return host, port or 5432
 
 
+def _reaches_postgres(info: "Bouncer", workdir: Path) -> None:
+    try:
+        with psycopg.connect(make_url(info.url).set(drivername="postgresql").render_as_string(hide_password=False),
+                             connect_timeout=20) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        raise AssertionError(f"pgbouncer does not reach PostgreSQL ({exc}):\n{(workdir / 'pgbouncer.log').read_text()}") from exc
+
+
 @pytest.fixture(scope="module")
 def bouncer(test_env: dict[str, str], database_url: str) -> Iterator[Bouncer]:
     """A private PgBouncer (transaction pooling) in front of the run's database, and the
@@ -141,13 +150,21 @@ pidfile = {workdir}/pgbouncer.pid
         except psycopg.OperationalError:
             return False
 
-    wait_for(answers, 30, "pgbouncer answers")
-    try:  # and reaches PostgreSQL
-        with psycopg.connect(make_url(info.url).set(drivername="postgresql").render_as_string(hide_password=False),
-                             connect_timeout=20) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        raise AssertionError(f"pgbouncer does not reach PostgreSQL ({exc}):\n{(workdir / 'pgbouncer.log').read_text()}") from exc
+    def stop() -> None:
+        process.send_signal(signal.SIGTERM)  # runuser passes it on
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    try:
+        wait_for(answers, 30, "pgbouncer answers")
+        _reaches_postgres(info, workdir)
+    except BaseException:
+        stop()
+        raise
     env = {"JOBS_DATABASE_URL": info.url, "JOBS_LISTEN_DATABASE_URL": database_url, "JOBS_DATABASE_POOLER": "transaction",
            "JOBS_NOTIFY_PROBE_SECONDS": "0.5", "JOBS_NOTIFY_PROBE_TIMEOUT_SECONDS": "2"}
     saved = {k: os.environ.get(k) for k in env}
@@ -162,13 +179,7 @@ pidfile = {workdir}/pgbouncer.pid
             os.environ[key] = value
     get_settings.cache_clear()
     reset_database()
-    process.send_signal(signal.SIGTERM)  # runuser passes it on
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    shutil.rmtree(workdir, ignore_errors=True)
+    stop()
 
 
 @pytest.fixture
