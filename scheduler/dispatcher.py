@@ -41,7 +41,9 @@ from shared.jobtypes.registry import Registry
 from shared.settings import Settings
 from shared.store import jobs as job_store
 from shared.store import limits as limit_store
+from shared.store import queues as queue_store
 from shared.store.rows import Candidate, DispatchedJob, Executor, QueueRow
+from scheduler.notify_probe import PROBE_PREFIX, NotifyProbe
 from scheduler.limits import QUEUE_SCOPE, RatePlan, live_starts, plan, scope_of
 from scheduler.service import Service
 
@@ -107,6 +109,7 @@ class Dispatcher(Service):
         self.registry = registry
         self.clock = clock
         self._listener: psycopg.Connection | None = None
+        self.probe = NotifyProbe(settings.notify_probe_seconds, settings.notify_probe_timeout_seconds)
         self._idle_wait = settings.dispatch_busy_poll_seconds
         self._last_redispatch = 0.0
         self._last_promote = 0.0
@@ -356,6 +359,7 @@ class Dispatcher(Service):
         if stop.is_set():
             return
         try:
+            self._probe_notify()
             self._wait_notify(wait)
         except psycopg.Error as exc:
             log.warning("LISTEN connection failed (%s); polling", exc)
@@ -365,23 +369,65 @@ class Dispatcher(Service):
     def _wait_notify(self, timeout: float) -> None:
         listener = self._listen()
         woke = False
-        for _ in listener.notifies(timeout=timeout, stop_after=1):
-            woke = True
+        for note in listener.notifies(timeout=timeout, stop_after=1):
+            woke = self._heard(note.payload) or woke
         if woke:  # coalesce a burst of notifications into one round
-            for _ in listener.notifies(timeout=0.0):
-                pass
+            for note in listener.notifies(timeout=0.0):
+                self._heard(note.payload)
             self._idle_wait = self.settings.dispatch_busy_poll_seconds
+
+    def _heard(self, payload: str) -> bool:
+        """Marks the probe seen when this is its token; True when the notification is a wake-up
+        (anything but a probe token: other notifiers send an empty payload)."""
+        if not payload.startswith(PROBE_PREFIX):
+            return True
+        self.probe.heard(payload, time.monotonic())
+        return False
+
+    def _probe_notify(self) -> None:
+        """Every JOBS_NOTIFY_PROBE_SECONDS, NOTIFY a token through the normal database path and
+        judge whether the last one reached the listener in time. A pooler in front of the
+        listener (LISTEN through PgBouncer in transaction mode) swallows every notification:
+        this is how that shows, in /healthz, `jobs_dispatcher_notify_ok` and the log. Polling
+        keeps jobs moving meanwhile."""
+        now = time.monotonic()
+        before = self.probe.ok
+        self.probe.judge(now)
+        if self.probe.ok is False and before is not False:
+            log.warning(
+                "dispatcher: NOTIFY does not reach the listener (a probe sent %.0f s ago was never heard); "
+                "polling every %.1f s meanwhile. Point JOBS_LISTEN_DATABASE_URL straight at PostgreSQL, not at a "
+                "transaction pooler.", self.settings.notify_probe_timeout_seconds, self.settings.dispatch_poll_seconds,
+            )
+        elif self.probe.ok and before is False:
+            log.warning("dispatcher: NOTIFY reaches the listener again")
+        if not self.probe.due(now):
+            return
+        self._listen()  # the token must be sent after LISTEN, or it could not be heard
+        token = self.probe.start(now)
+        try:
+            with self.database.session() as session:
+                queue_store.notify_probe(session, token)
+        except PlatformError as exc:  # the database is away: the rounds report that
+            log.debug("dispatcher: the NOTIFY probe could not be sent: %s", exc)
+            self.probe.cancel()
 
     def _listen(self) -> psycopg.Connection:
         if self._listener is None or self._listener.closed:
-            url = make_url(self.database.engine.url).set(drivername="postgresql")
+            url = self.settings.listen_database_url or self.database.engine.url
+            url = make_url(url).set(drivername="postgresql")
             self._listener = psycopg.connect(
-                url.render_as_string(hide_password=False), autocommit=True, application_name=f"jobplatform:{os.getpid()}"
+                url.render_as_string(hide_password=False), autocommit=True, application_name=f"jobplatform:{os.getpid()}",
+                connect_timeout=10,
             )
             self._listener.execute(f"LISTEN {CHANNEL}")
         return self._listener
 
+    def details(self) -> dict[str, object]:
+        return self.probe.report()
+
     def _close_listener(self) -> None:
+        self.probe.cancel()  # a token out on a listener now gone could never be heard
         if self._listener is not None:
             try:
                 self._listener.close()

@@ -50,6 +50,13 @@ def health_report(
             "errors": health.errors,
             "last_round_age_seconds": None if health.last_round_at is None else round(now - health.last_round_at, 3),
             "last_error": health.last_error,
+            **service.details(),
         }
     healthy = all(entry["state"] != "failing" for entry in report.values())  # type: ignore[index]
-    return healthy, {"status": "ok" if healthy else "failing", "leader": leader, "services": report}
+    # Notifications that never arrive slow the dispatcher to its polling interval but stop no
+    # work, and a restart would not mend a misrouted listener: a warning, not a 503.
+    warnings = [
+        f"{name}: NOTIFY does not reach the listener; dispatching by polling (check JOBS_LISTEN_DATABASE_URL)"
+        for name, entry in report.items() if entry.get("notifications") == "not arriving"  # type: ignore[union-attr]
+    ]
+    return healthy, {"status": "ok" if healthy else "failing", "leader": leader, "services": report, "warnings": warnings}

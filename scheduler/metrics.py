@@ -136,6 +136,15 @@ class SchedulerCollector:
         yield CounterMetricFamily(
             "jobs_rescued", "Running jobs of dead worker processes this replica failed over (retried or failed).", value=rescued
         )
+        for service in self.supervisor.services:
+            probe = getattr(service, "probe", None)
+            if probe is not None and probe.ok is not None:  # absent until a probe was judged
+                yield GaugeMetricFamily(
+                    "jobs_dispatcher_notify_ok",
+                    "1 when the dispatcher's last NOTIFY probe reached its listener, 0 when it did not (then it polls).",
+                    value=int(probe.ok),
+                )
+                break
         yield from self._database_metrics()
 
     def prime(self) -> None:

@@ -66,5 +66,9 @@ class Service:
         self.health.last_error = f"{type(exc).__name__}: {exc}"
         log.warning("%s: %s", self.name, self.health.last_error)
 
+    def details(self) -> dict[str, object]:
+        """What else `/healthz` shows about this service (the dispatcher: whether NOTIFY arrives)."""
+        return {}
+
     def close(self) -> None:
         """Release what the service holds (connections) when it stops."""

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
-from pydantic import Field, SecretStr, ValidationError as PydanticValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError as PydanticValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.errors import ConfigurationError
@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="PostgreSQL URL (postgresql+psycopg://user:pass@host:5432/db). Unset: `jobctl up` starts an embedded PostgreSQL."
     )
+    database_pooler: Literal["none", "transaction"] = Field(
+        "none", description="What JOBS_DATABASE_URL points at: none (PostgreSQL itself, or a session pooler) or transaction (PgBouncer in transaction pooling mode: no server-side prepared statements)."
+    )
+    listen_database_url: str | None = Field(
+        None, description="Where the dispatcher LISTENs for NOTIFY: PostgreSQL directly, never a transaction pooler. Unset: JOBS_DATABASE_URL."
+    )
     broker_url: str | None = Field(
         None, description="Broker URL: redis://host:6379/0 or amqp://user:pass@host:5672//. Unset: `jobctl up` starts an embedded Redis."
     )
@@ -76,6 +82,12 @@ class Settings(BaseSettings):
     )
     dispatch_batch: int = Field(500, ge=1, description="Most jobs one dispatcher round moves and publishes per queue.")
     dispatch_poll_seconds: float = Field(1.0, gt=0, description="Dispatcher polling fallback when no NOTIFY arrives.")
+    notify_probe_seconds: float = Field(
+        30.0, gt=0, le=_TEN_YEARS, description="How often the dispatcher checks that NOTIFY reaches its listener (it sends itself a token through JOBS_DATABASE_URL)."
+    )
+    notify_probe_timeout_seconds: float = Field(
+        10.0, gt=0, le=_TEN_YEARS, description="A probe token not seen by the listener within this time: notifications are not arriving (/healthz, jobs_dispatcher_notify_ok 0, a warning); polling goes on."
+    )
     dispatch_busy_poll_seconds: float = Field(
         0.01, gt=0, description="Dispatcher re-poll delay while a queue still has a backlog and its window has room."
     )
@@ -177,18 +189,18 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an IP address to listen on (127.0.0.1, 0.0.0.0, ::1, ...); got {value!r}") from None
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "listen_database_url")
     @classmethod
-    def _check_database_url(cls, value: str | None) -> str | None:
+    def _check_database_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
         parts = urlsplit(value)
         if parts.scheme not in _DB_SCHEMES:
-            raise ValueError(f"database_url must start with one of {', '.join(s + '://' for s in _DB_SCHEMES)}; got {parts.scheme or 'no scheme'}://")
+            raise ValueError(f"{info.field_name} must start with one of {', '.join(s + '://' for s in _DB_SCHEMES)}; got {parts.scheme or 'no scheme'}://")
         if parts.scheme == "postgresql":
             value = "postgresql+psycopg" + value[len("postgresql"):]
         if not (parts.hostname or "host=" in parts.query):
-            raise ValueError("database_url names no host")
+            raise ValueError(f"{info.field_name} names no host")
         return value
 
     @field_validator("broker_url")

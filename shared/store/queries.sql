@@ -54,6 +54,10 @@ UPDATE queues SET paused = :paused, updated_at = coalesce(:now, now()) WHERE nam
 -- Wake the dispatcher (after a resume, a retry, a promotion done outside it).
 SELECT pg_notify('jobs_ready', '');
 
+-- name: notify_probe
+-- The dispatcher's probe: a token on the wake-up channel, sent the way every notifier sends.
+SELECT pg_notify('jobs_ready', :token);
+
 -- name: promote_scheduled
 -- Scheduled jobs whose time has come (first runs and retry backoffs) become queued.
 UPDATE jobs SET state = 'queued'

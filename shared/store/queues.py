@@ -29,6 +29,11 @@ def notify_ready(db: Executor) -> None:
     db.execute(query("notify_ready"))
 
 
+def notify_probe(db: Executor, token: str) -> None:
+    """A token on the dispatcher's channel: it checks that NOTIFY reaches its listener."""
+    db.execute(query("notify_probe"), {"token": token})
+
+
 def heartbeat_clock(db: Executor) -> None:
     """Fix the heartbeat transaction's time; call before reading the holdings to report."""
     db.execute(query("heartbeat_clock"))

