@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 
 revision = '0008'
@@ -90,6 +91,7 @@ def upgrade() -> None:
     sa.Column('checked', sa.Integer(), server_default=sa.text('0'), nullable=False),
     sa.Column('healthy', sa.Integer(), server_default=sa.text('0'), nullable=False),
     sa.Column('batches', sa.Integer(), nullable=False),
+    sa.Column('job_ids', postgresql.ARRAY(sa.BigInteger()), server_default=sa.text("'{}'"), nullable=False),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint('checked >= 0 AND checked <= total', name=op.f('ck_proxy_sweeps_checked_within_total')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_proxy_sweeps'))

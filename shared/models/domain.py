@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, Double, ForeignKey, Identity, Index, Integer, SmallInteger, Text, UniqueConstraint
 from sqlalchemy import text as sql_text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import EMPTY_OBJECT, Base, created_at_column, one_of
@@ -146,7 +146,9 @@ class ProxySweep(Base):
     checked: Mapped[int] = mapped_column(Integer, nullable=False, server_default=sql_text("0"))
     healthy: Mapped[int] = mapped_column(Integer, nullable=False, server_default=sql_text("0"))
     batches: Mapped[int] = mapped_column(Integer, nullable=False)
-    finished_at: Mapped[datetime | None]
+    # Its check jobs: a new sweep waits while one of them is still active.
+    job_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), nullable=False, server_default=sql_text("'{}'"))
+    finished_at: Mapped[datetime | None]  # every proxy checked, or its jobs ended without checking the rest
 
 
 class SendWindow(Base):
