@@ -169,6 +169,6 @@ def list_sweeps(session: Session, limit: int = 10) -> list[SweepView]:
     now = session.scalar(select(func.now()))
     return [
         SweepView(s.id, s.started_at, s.finished_at, s.total, s.checked, s.healthy, s.batches,
-                  ((s.finished_at or now) - s.started_at).total_seconds())
+                  round(((s.finished_at or now) - s.started_at).total_seconds(), 1))
         for s in session.scalars(select(ProxySweep).order_by(ProxySweep.id.desc()).limit(limit))
     ]
