@@ -113,8 +113,8 @@ class SweepStart:
 
 
 def start_sweep(session: Session, batch_size: int | None = None) -> SweepStart:
-    """A sweep: every proxy that is not disabled, in check jobs of `batch_size` proxies (each
-    job checks its proxies concurrently). None while the last sweep still has a check job that
+    """A sweep: every proxy that is not disabled, in check jobs of at most `batch_size` proxies
+    (each job checks its proxies concurrently). None while the last sweep still has a check job that
     is not finished (checks of a stalling proxy never pile up); a sweep whose jobs all ended
     before checking everything (they failed for good) is closed then."""
     size = batch_size or get_settings().proxy_check_batch_size
@@ -124,8 +124,16 @@ def start_sweep(session: Session, batch_size: int | None = None) -> SweepStart:
         if any(state is not None and state not in TERMINAL_JOB_STATES for state in states):
             return SweepStart(None, last)
         last.finished_at = func.clock_timestamp()
-    ids = list(session.scalars(select(Proxy.id).where(Proxy.status != ProxyStatus.DISABLED).order_by(Proxy.id)))
-    batches = [ids[i:i + size] for i in range(0, len(ids), size)]
+    # Likely slow first (failing, then slow, then the rest): a batch starts its long checks
+    # while its quick ones fill the other threads, instead of ending on a tail of deadlines.
+    ids = list(session.scalars(
+        select(Proxy.id).where(Proxy.status != ProxyStatus.DISABLED)
+        .order_by(Proxy.consecutive_failures.desc(), Proxy.last_latency_ms.desc().nulls_last(), Proxy.id)))
+    # Dealt round-robin, not cut in ranges: proxies come in blocks (a provider's, added
+    # together, failing together), and a batch holding a whole stalling block would take many
+    # deadlines while the others idle.
+    count = -(-len(ids) // size)
+    batches = [ids[i::count] for i in range(count)]
     sweep = ProxySweep(total=len(ids), batches=len(batches))
     if not ids:
         sweep.finished_at = func.now()
