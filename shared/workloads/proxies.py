@@ -86,9 +86,10 @@ def any_checkable_proxies(session: Session) -> bool:
 
 
 def enqueue_checks(session: Session) -> tuple[int, int]:
-    """The fan-out: a check job for every proxy that is not disabled (unchecked ones, and dead
-    ones too: checks are how they recover). A proxy whose last check is still queued or running keeps that job
-    (the type is unique per proxy). Returns (enqueued, already pending)."""
+    """A `proxies.check` job (one proxy each) for every proxy that is not disabled (unchecked
+    ones, and dead ones too: checks are how they recover); sweeps use `start_sweep` (batch
+    jobs) instead. A proxy whose last check is still queued or running keeps that job (the type
+    is unique per proxy). Returns (enqueued, already pending)."""
     added = held = 0
     after = 0
     while True:
