@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from bench import console_page, cron_lateness, drain, enqueue_rate, latency
+from bench import console_page, cron_lateness, drain, enqueue_rate, latency, proxy_sweep, telegram_rate
 from bench.context import Bench, Results
 
 
@@ -24,6 +24,8 @@ MEASUREMENTS: list[Measurement] = [
     Measurement("latency", latency.measure),
     Measurement("cron_lateness", cron_lateness.measure),
     Measurement("console_page", console_page.measure),
+    Measurement("proxy_sweep_ratio_vs_asyncio", proxy_sweep.measure),
+    Measurement("telegram_send_rate", telegram_rate.measure),
 ]
 
 

@@ -27,6 +27,7 @@ PROXY_COLUMNS = ("id", "type", "host", "port", "username", "status", "health_sco
 LOG_COLUMNS = ("checked_at", "ok", "latency_ms", "http_status", "error_class", "exit_ip", "error_message")
 POST_COLUMNS = ("id", "user_id", "state", "scheduled_at", "published_at", "content", "error_message")
 PUBLICATION_COLUMNS = ("id", "social_account_id", "state", "platform_post_id", "published_at", "error_message")
+SWEEP_COLUMNS = ("id", "started_at", "finished_at", "checked", "total", "healthy", "batches", "seconds")
 MESSAGE_COLUMNS = ("id", "user_id", "state", "send_at", "sent_at", "needs_review", "text", "failure_reason")
 WIDTHS = {"content": 40, "text": 40, "error_message": 60, "failure_reason": 60}
 
@@ -140,6 +141,16 @@ def proxy_logs(proxy_id: int, limit: int, as_json: bool) -> None:
 def check_proxy(proxy_id: int) -> None:
     """Check one proxy now (a check already under way is not doubled)."""
     click.echo(f"job {_in_session(lambda s: proxy_service.enqueue_check(s, proxy_id))}")
+
+
+@proxies.command("sweeps")
+@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True)
+@json_option
+@refusals_as_errors
+def proxy_sweeps(limit: int, as_json: bool) -> None:
+    """The latest sweeps, newest first: started, finished (empty while running), proxies checked
+    of the total, how many were healthy, check jobs, and seconds (to the finish, or so far)."""
+    _show(_in_session(lambda s: _rows(proxy_service.list_sweeps(s, limit), SWEEP_COLUMNS)), SWEEP_COLUMNS, as_json)
 
 
 @proxies.command("enable")

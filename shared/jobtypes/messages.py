@@ -24,10 +24,13 @@ SEND = declare(
     "messages.send", SendMessage,
     queue="high", max_attempts=5, timeout_seconds=_settings.platform_timeout_seconds + 30,
     unique_by=("message_id",),
-    # Telegram's broadcast limit is per bot: ~30 messages a second. The per-chat pace (about one
-    # a second) is kept by the handler, on the connection row (see worker/handlers/messages.py).
+    # Telegram's limits (30 a second per bot, one a second per chat) are checked at send time, by
+    # the handler (shared/workloads/pacing.py), not at dispatch: a dispatch-time rate would
+    # throttle the sends (a job held back at send time had already spent its dispatch slot).
+    # Dispatch only bounds one bot's jobs in flight (two seconds' worth), so one bot's backlog
+    # cannot take every worker thread from the others.
     limit_by=("bot_id",), limit_scope="telegram.bot",
-    key_rate=(_settings.telegram_global_rate, 1.0),
+    key_concurrency=2 * _settings.telegram_global_rate,
     description="Sends one proactive message through the Bot API, never twice.",
 )
 

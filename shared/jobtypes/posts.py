@@ -24,10 +24,11 @@ PUBLISH = declare(
     # 5xx and timeouts retry with the platform's backoff (JOBS_BACKOFF_*); 429s snooze for
     # as long as the platform asks.
     unique_by=("publication_id",),
-    # Per account, across platforms: platforms throttle (and flag) accounts that burst.
+    # Per account, across platforms: platforms throttle (and flag) accounts that burst. The
+    # rate (JOBS_POST_ACCOUNT_RATE per period) is checked at send time by the handler
+    # (shared/workloads/pacing.py); dispatch bounds the publications in flight per account.
     limit_by=("social_account_id",), limit_scope="posts.account",
     key_concurrency=_settings.post_account_concurrency,
-    key_rate=(_settings.post_account_rate, _settings.post_account_rate_period_seconds),
     description="Publishes one post to one social account, at most once.",
 )
 

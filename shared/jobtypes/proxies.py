@@ -29,6 +29,23 @@ CHECK = declare(
 )
 
 
+class ProxyBatch(Payload):
+    sweep_id: int = Field(gt=0)
+    proxy_ids: list[int] = Field(min_length=1, max_length=10_000)  # ids only: the handler reads the rest
+
+
+# A batch's checks run `proxy_check_concurrency` at a time, each bounded by the total timeout:
+# the slowest batch (every check stalling) takes this many rounds of it.
+_ROUNDS = -(-_settings.proxy_check_batch_size // _settings.proxy_check_concurrency)
+
+CHECK_BATCH = declare(
+    "proxies.check_batch", ProxyBatch,
+    queue="low", max_attempts=2,
+    timeout_seconds=_ROUNDS * _settings.proxy_total_timeout_seconds + 60,
+    description="Checks a sweep's batch of proxies concurrently and records each one's health.",
+)
+
+
 def _has_work(session: Any) -> bool:
     from shared.workloads.proxies import any_checkable_proxies  # that module imports this one: look it up at call time
 
@@ -39,7 +56,7 @@ CHECK_ALL = declare(
     "proxies.check_all", EmptyPayload,
     queue="low", max_attempts=1, timeout_seconds=300,
     has_work=_has_work,
-    description="Fans out one proxies.check per proxy that is not disabled.",
+    description="Starts a proxy sweep: the proxies that are not disabled, in proxies.check_batch jobs.",
 )
 
 if _settings.workload_schedules:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, Double, ForeignKey, Identity, Index, Integer, SmallInteger, Text, UniqueConstraint
 from sqlalchemy import text as sql_text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import EMPTY_OBJECT, Base, created_at_column, one_of
@@ -129,6 +129,52 @@ class ProxyHealthLog(Base):
     error_class: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
     exit_ip: Mapped[str | None] = mapped_column(Text)
+
+
+class ProxySweep(Base):
+    """One fan-out of proxy checks: how many proxies it holds, how many are checked, when it
+    started and finished (what `jobctl proxies sweeps` and the sweep metrics read)."""
+
+    __tablename__ = "proxy_sweeps"
+    __table_args__ = (
+        CheckConstraint("checked >= 0 AND checked <= total", name="checked_within_total"),
+    )
+
+    id: Mapped[int] = _id()
+    started_at: Mapped[datetime] = created_at_column()
+    total: Mapped[int] = mapped_column(Integer, nullable=False)
+    checked: Mapped[int] = mapped_column(Integer, nullable=False, server_default=sql_text("0"))
+    healthy: Mapped[int] = mapped_column(Integer, nullable=False, server_default=sql_text("0"))
+    batches: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Its check jobs: a new sweep waits while one of them is still active.
+    job_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), nullable=False, server_default=sql_text("'{}'"))
+    finished_at: Mapped[datetime | None]  # every proxy checked, or its jobs ended without checking the rest
+
+
+class SendWindow(Base):
+    """A send-time limit's key (a bot, a chat of a bot, a social account): the row a reservation
+    locks, and when the next waiter should try (a hint that spreads waiters over the free slots)."""
+
+    __tablename__ = "send_windows"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    retry_tail: Mapped[datetime | None]
+
+
+class SendSlot(Base):
+    """One send counted against a key: started (the database's clock when it was reserved),
+    ended (an upper bound of when its answer came; NULL while in flight) and the latest it can
+    still be in flight (a holder that died stops counting as in flight then)."""
+
+    __tablename__ = "send_slots"
+    __table_args__ = (Index("ix_send_slots_key", "key"),)
+
+    id: Mapped[int] = _id()
+    key: Mapped[str] = mapped_column(Text, ForeignKey("send_windows.key", ondelete="CASCADE"), nullable=False)
+    holder: Mapped[int | None] = mapped_column(BigInteger)  # the job id, for the reader
+    started_at: Mapped[datetime] = mapped_column(nullable=False)
+    ended_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime] = mapped_column(nullable=False)
 
 
 class SocialAccount(Base):

@@ -4,6 +4,7 @@ messages, and an operator's verdict on a message whose send has an unknown outco
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select, update
@@ -15,6 +16,7 @@ from shared.errors import InvalidTransition, NotFound, ValidationError
 from shared.jobtypes.messages import SEND
 from shared.models.domain import ProactiveMessage, TelegramConnection, User
 from shared.models.states import MessageState
+from shared.settings import get_settings
 from shared.workloads import error_text
 
 FAN_OUT_PAGE = 500  # due messages per transaction
@@ -82,10 +84,14 @@ def create_message(session: Session, *, user_id: int, text: str, send_at: dateti
 def enqueue_due_messages(session: Session, *, now: datetime | None = None, limit: int = FAN_OUT_PAGE) -> list[int]:
     """The fan-out: one send job per due pending message that has none yet, recorded on the
     message in this transaction (so a message gets one job, however many sweeps run). Flagged
-    messages wait for an operator. Returns the job ids."""
+    messages wait for an operator. Returns the job ids.
+
+    A chat's second and later messages in one page start one chat interval apart: the limit is
+    kept at send time anyway, but jobs that would only wait there would hold worker threads
+    that other chats' messages could use."""
     due_at = now if now is not None else func.now()
     rows = session.execute(
-        select(ProactiveMessage.id, TelegramConnection.bot_id)
+        select(ProactiveMessage.id, TelegramConnection.bot_id, TelegramConnection.id.label("connection_id"))
         .outerjoin(TelegramConnection, and_(
             TelegramConnection.user_id == ProactiveMessage.user_id, TelegramConnection.is_active))
         .where(
@@ -97,8 +103,13 @@ def enqueue_due_messages(session: Session, *, now: datetime | None = None, limit
         .limit(limit).with_for_update(of=ProactiveMessage, skip_locked=True)
     ).all()
     jobs = []
-    for message_id, bot_id in rows:
-        job_id = enqueue(session, SEND, {"message_id": message_id, "bot_id": bot_id}).id
+    interval = get_settings().telegram_chat_interval_seconds
+    queued_per_chat: Counter[int | None] = Counter()
+    for message_id, bot_id, connection_id in rows:
+        ahead = queued_per_chat[connection_id] if connection_id is not None else 0
+        queued_per_chat[connection_id] += 1
+        job_id = enqueue(session, SEND, {"message_id": message_id, "bot_id": bot_id},
+                         delay=ahead * interval if ahead else None).id
         session.execute(update(ProactiveMessage).where(ProactiveMessage.id == message_id).values(job_id=job_id))
         jobs.append(job_id)
     return jobs

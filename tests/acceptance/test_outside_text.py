@@ -113,7 +113,7 @@ def test_no_secret_reaches_a_table_a_log_or_flower_and_every_check_is_recorded(
     assert checks["echo via CONNECT"].error_class == "proxy_rejected"
     assert "<redacted>" in checks["echo via CONNECT"].error_message
     assert checks["NUL, plain"].error_class == "proxy_protocol_error"
-    assert count("SELECT count(*) FROM jobs WHERE type = 'proxies.check' AND state <> 'succeeded'") == 0
+    assert count("SELECT count(*) FROM jobs WHERE type = 'proxies.check_batch' AND state <> 'succeeded'") == 0
 
     # The post: Graph refused (permanent), the webhook delivered on its third attempt.
     states = dict(rows(db, "SELECT social_account_id, state FROM post_publications WHERE post_id = :p", p=post))

@@ -81,7 +81,9 @@ def test_each_case_ends_in_the_right_log_row_score_and_status(
     fan_out_and_wait(db, 12)  # disabled proxies are no longer checked
     time.sleep(0.5)
     assert count(db, "SELECT count(*) FROM proxy_health_logs") == 12
-    assert count(db, "SELECT count(*) FROM jobs WHERE type = 'proxies.check'") == 12
+    assert count(db, "SELECT count(*) FROM jobs WHERE type = 'proxies.check_batch'") == 3  # a batch per sweep
+    assert rows(db, "SELECT total, checked, finished_at IS NOT NULL FROM proxy_sweeps ORDER BY id") == [
+        (5, 5, True), (5, 5, True), (2, 2, True)]
 
     assert leaks(db, [PROXY_PASSWORD, WRONG_PASSWORD], [worker.log(), scheduler.log()]) == []
 
@@ -99,10 +101,9 @@ def test_the_schedule_fans_out_and_slow_checks_never_pile_up(db, processes, chec
     fires = count(db, "SELECT count(*) FROM jobs WHERE type = 'proxies.check_all'")
     assert fires >= 4  # one a second
     checks = rows(db, "SELECT e.started_at, e.finished_at FROM jobs j JOIN job_executions e ON e.job_id = j.id "
-                      "WHERE j.type = 'proxies.check' AND j.payload->>'proxy_id' = :p ORDER BY e.started_at", p=str(slow))
-    # Every fan-out while a check of the stalling proxy ran found it pending: never two at once.
+                      "WHERE j.type = 'proxies.check_batch' ORDER BY e.started_at")
+    # Every fire while a sweep's batch ran found it running and started none: never two at once.
     assert all(later.started_at >= earlier.finished_at for earlier, later in zip(checks, checks[1:]) if earlier.finished_at)
-    assert count(db, "SELECT count(*) FROM jobs WHERE type = 'proxies.check' AND payload->>'proxy_id' = :p",
-                 p=str(slow)) <= len(checks) + 1
-    assert count(db, "SELECT count(*) FROM proxy_health_logs WHERE proxy_id = :p", p=fast) >= 3
+    assert count(db, "SELECT count(*) FROM jobs WHERE type = 'proxies.check_batch'") <= len(checks) + 1
+    assert count(db, "SELECT count(*) FROM proxy_health_logs WHERE proxy_id = :p", p=fast) >= 2
     assert row(db, "SELECT error_class FROM proxy_health_logs WHERE proxy_id = :p LIMIT 1", p=slow)[0] == "read_timeout"

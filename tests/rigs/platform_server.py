@@ -15,9 +15,10 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -42,6 +43,8 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-case names
     body: Any  # parsed JSON or form fields; None when neither
     raw: bytes
+    # The server's own clock (time.monotonic()) when the request was whole: what rate tests measure.
+    received_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass

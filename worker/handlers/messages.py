@@ -6,29 +6,31 @@ whether the message arrived, so it flags the message `needs_review` and stops; o
 sends it again (`jobctl messages resolve ID resend`). When Telegram says it did not act (429,
 5xx, a request that never left) the mark is taken back and the send is tried again.
 
-Pace: the per-bot rate (about 30 a second) is the job type's key rate, kept by the dispatcher.
-The per-chat pace (about one a second) is kept here, on the connection row: a send reserves
-the chat by writing `last_sent_at` under the row's lock, and a send that comes too soon is
-snoozed for the rest of the interval (a snooze spends no attempt).
+Pace, checked when the request is about to leave (shared/workloads/pacing.py): at most
+`JOBS_TELEGRAM_GLOBAL_RATE` sends per bot in any sliding second and one per chat per
+`JOBS_TELEGRAM_CHAT_INTERVAL_SECONDS`, as Telegram receives them, reserved under the keys' row
+locks on the database's clock in the transaction that marks the message. A send that may not go
+yet waits here when the wait is short (`JOBS_SEND_WAIT_INLINE_SECONDS`), else it is snoozed for
+the wait (a snooze spends no attempt).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.crypto import DecryptionError, decrypt
 from shared.db import get_database
 from shared.jobtypes.messages import SEND, SEND_DUE, SendMessage
 from shared.jobtypes.registry import EmptyPayload
-from shared.models.domain import ProactiveMessage
+from shared.models.domain import ProactiveMessage, TelegramConnection
 from shared.models.states import MessageState
 from shared.outcomes import Cancel, Discard, Outcome, Snooze
 from shared.settings import get_settings
-from shared.workloads import error_text
+from shared.workloads import error_text, pacing
 from shared.workloads.messages import FAN_OUT_PAGE, active_connection, deactivate_connection, enqueue_due_messages
 from worker.binding import handles
 from worker.context import JobContext
@@ -36,6 +38,7 @@ from worker.fanout import fan_out_pages
 from worker.platforms import (
     AuthExpired, OutcomeUnknown, PermanentFailure, RateLimited, RecipientBlocked, TelegramBotApi, TransientFailure,
 )
+from worker.platforms.clients import shared_client
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Delivery:
     chat_id: int
     text: str
     token: str = field(repr=False)  # decrypted for this attempt only; never logged or raised
+    reservation: pacing.Reservation | None = field(default=None, repr=False)
 
 
 @handles(SEND_DUE)
@@ -57,12 +61,19 @@ def send_due(payload: EmptyPayload, ctx: JobContext) -> None:
 @handles(SEND)
 def send(payload: SendMessage, ctx: JobContext) -> Outcome | None:
     settings = get_settings()
-    with get_database().session() as session:
-        step = _begin(session, payload.message_id, ctx.job_id, settings.telegram_chat_interval_seconds)
+    while True:
+        with get_database().session() as session:
+            step = _begin(session, payload.message_id, ctx.job_id)
+        if not isinstance(step, pacing.Wait):
+            break
+        if step.seconds > settings.send_wait_inline_seconds or ctx.cancelled:
+            return Snooze(step.seconds)
+        time.sleep(step.seconds)
     if not isinstance(step, Delivery):
         return step
     try:
-        with TelegramBotApi(settings.telegram_api_base_url, step.token, timeout=settings.platform_timeout_seconds) as bot:
+        with TelegramBotApi(settings.telegram_api_base_url, step.token, timeout=settings.platform_timeout_seconds,
+                            client=shared_client()) as bot:
             sent = bot.send_message(step.chat_id, step.text)
     except RateLimited as exc:
         _update(step, send_started_at=None)  # Telegram did not send it: take the mark back
@@ -88,8 +99,9 @@ def send(payload: SendMessage, ctx: JobContext) -> Outcome | None:
     return None
 
 
-def _begin(session: Session, message_id: int, job_id: int, interval: float) -> Delivery | Outcome | None:
-    """Lock the message, decide whether this attempt may send, reserve the chat and mark it."""
+def _begin(session: Session, message_id: int, job_id: int) -> Delivery | pacing.Wait | Outcome | None:
+    """Lock the message, decide whether this attempt may send, reserve the send (per bot and
+    per chat) and mark it; or say how long to wait."""
     message = session.get(ProactiveMessage, message_id, with_for_update=True, populate_existing=True)
     if message is None or message.state != MessageState.PENDING or message.needs_review:
         return None  # gone, settled, or waiting for an operator
@@ -106,22 +118,39 @@ def _begin(session: Session, message_id: int, job_id: int, interval: float) -> D
     if connection is None:
         message.state, message.failure_reason = MessageState.CANCELLED, "no active Telegram connection"
         return Cancel(f"message {message_id}: no active Telegram connection")
-    if connection.last_sent_at is not None:
-        wait = connection.last_sent_at + timedelta(seconds=interval) - now
-        if wait > timedelta(0):
-            return Snooze(wait.total_seconds())
     try:
         token = decrypt(connection.bot_token_encrypted)
     except DecryptionError as exc:
         message.state, message.failure_reason = MessageState.FAILED, str(exc)
         return Discard(f"message {message_id}: {exc}")
-    connection.last_sent_at = now
-    message.send_started_at, message.job_id = now, job_id
-    return Delivery(message.id, connection.id, connection.chat_id, message.text, token)
+    settings = get_settings()
+    bot = token.split(":", 1)[0]  # the bot's public id: Telegram's limits are per bot
+    # The mark is written before the reservation: the keys stay locked from the reservation to
+    # the commit, so nothing else is written in between. Taken back if the send must wait; set
+    # to the reservation's time when the send ends (_update).
+    earlier_job_id = message.job_id
+    message.send_started_at, message.job_id = func.clock_timestamp(), job_id
+    session.flush()
+    reserved = pacing.reserve(session, [
+        pacing.SendLimit(f"telegram.bot|{bot}", settings.telegram_global_rate, 1.0),
+        pacing.SendLimit(f"telegram.chat|{bot}|{connection.chat_id}", 1, settings.telegram_chat_interval_seconds),
+    ], holder=job_id, hold_seconds=settings.platform_timeout_seconds + 5)
+    if isinstance(reserved, pacing.Wait):
+        message.send_started_at, message.job_id = None, earlier_job_id
+        return reserved
+    return Delivery(message.id, connection.id, connection.chat_id, message.text, token, reserved)
 
 
 def _update(step: Delivery, **values: object) -> None:
+    """Record what became of the send and end its reservation (every path after the request
+    comes here, so the limits count the send from its real end, not its pessimistic one)."""
     with get_database().session() as session:
+        if step.reservation is not None:
+            pacing.finish(session, step.reservation)
+            session.execute(update(TelegramConnection).where(TelegramConnection.id == step.connection_id)
+                            .values(last_sent_at=step.reservation.started_at))
+            if values.get("send_started_at", True) is not None:  # not when the mark is taken back
+                values.setdefault("send_started_at", step.reservation.started_at)
         message = session.get(ProactiveMessage, step.message_id, with_for_update=True)
         assert message is not None
         for name, value in values.items():

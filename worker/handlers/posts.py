@@ -6,10 +6,16 @@ not post blindly: a Graph-style API is searched for the marker the text carries,
 sent again under the same idempotency key (the receiver drops repeats), and Telegram, which
 cannot be asked, gets the publication flagged `needs_review` for an operator. When the platform
 says it did not act (429, 5xx, a request that never left), the mark is taken back.
+
+Pace: at most `JOBS_POST_ACCOUNT_RATE` publications per account in any sliding
+`JOBS_POST_ACCOUNT_RATE_PERIOD_SECONDS`, checked when the request is about to leave (the
+reservation of shared/workloads/pacing.py, in the transaction that marks the publication); a
+publication held back waits here when the wait is short, else it is snoozed for the wait.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import func
@@ -23,7 +29,7 @@ from shared.models.domain import Post, PostPublication, SocialAccount
 from shared.models.states import AccountStatus, PostState, PublicationState, SocialPlatform
 from shared.outcomes import Discard, Outcome, Snooze
 from shared.settings import Settings, get_settings
-from shared.workloads import error_text
+from shared.workloads import error_text, pacing
 from shared.workloads.posts import FAN_OUT_PAGE, expire_account, settle_post, start_due_posts
 from worker.binding import handles
 from worker.context import JobContext
@@ -32,6 +38,7 @@ from worker.platforms import (
     INSTAGRAM, THREADS, AuthExpired, GraphPublisher, OutcomeUnknown, PermanentFailure, RateLimited,
     RecipientBlocked, TelegramBotApi, TransientFailure, WebhookPublisher,
 )
+from worker.platforms.clients import shared_client
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class Target:
     media_url: str | None
     resumed: bool  # an earlier attempt marked it publishing and did not finish: outcome unknown
     token: str = field(repr=False)  # decrypted for this attempt only; never logged or raised
+    reservation: pacing.Reservation | None = field(default=None, repr=False)
 
 
 def marker(publication_id: int) -> str:
@@ -66,13 +74,19 @@ def start_due(payload: EmptyPayload, ctx: JobContext) -> None:
 @handles(PUBLISH)
 def publish(payload: Publish, ctx: JobContext) -> Outcome | None:
     settings = get_settings()
-    with get_database().session() as session:
-        step = _begin(session, payload.publication_id, ctx.job_id)
+    while True:
+        with get_database().session() as session:
+            step = _begin(session, payload.publication_id, ctx.job_id)
+        if not isinstance(step, pacing.Wait):
+            break
+        if step.seconds > settings.send_wait_inline_seconds or ctx.cancelled:
+            return Snooze(step.seconds)
+        time.sleep(step.seconds)
     if not isinstance(step, Target):
         return step
     last = ctx.attempt >= ctx.max_attempts
     try:
-        platform_post_id = _publish(step, settings)
+        platform_post_id = _publish_paced(step, settings)
     except RateLimited as exc:
         _finish(step, PublicationState.PENDING, None)  # the platform did not act: take the mark back
         return Snooze(exc.retry_after)
@@ -100,8 +114,9 @@ def publish(payload: Publish, ctx: JobContext) -> Outcome | None:
     return None
 
 
-def _begin(session: Session, publication_id: int, job_id: int) -> Target | Outcome | None:
-    """Lock the publication, decide whether and how this attempt may publish, and mark it."""
+def _begin(session: Session, publication_id: int, job_id: int) -> Target | pacing.Wait | Outcome | None:
+    """Lock the publication, decide whether and how this attempt may publish, reserve the
+    account's send and mark it; or say how long to wait."""
     publication = session.get(PostPublication, publication_id, with_for_update=True, populate_existing=True)
     if publication is None or publication.state not in (PublicationState.PENDING, PublicationState.PUBLISHING):
         return None  # gone, or settled by an earlier attempt or an operator: nothing to do
@@ -125,21 +140,37 @@ def _begin(session: Session, publication_id: int, job_id: int) -> Target | Outco
             refusal = str(exc)
     if refusal is not None:
         return _settle_now(session, publication, PublicationState.FAILED, refusal)
+    settings = get_settings()
+    reserved = pacing.reserve(session, [pacing.SendLimit(
+        f"posts.account|{account.id}", settings.post_account_rate, settings.post_account_rate_period_seconds,
+    )], holder=job_id, hold_seconds=settings.platform_timeout_seconds * 4 + 5)
+    if isinstance(reserved, pacing.Wait):
+        return reserved
     if not resumed:
         publication.publish_started_at = func.now()
     publication.state, publication.job_id = PublicationState.PUBLISHING, job_id
     return Target(
         publication_id=publication.id, post_id=post.id, account_id=account.id, platform=account.platform,
         external_id=account.external_id, url=account.settings.get("url"), content=post.content,
-        media_url=post.media_url, resumed=resumed, token=token,
+        media_url=post.media_url, resumed=resumed, token=token, reservation=reserved,
     )
+
+
+def _publish_paced(target: Target, settings: Settings) -> str:
+    """`_publish`, then the account's reservation ends (the limit counts it from its real end)."""
+    try:
+        return _publish(target, settings)
+    finally:
+        if target.reservation is not None:
+            with get_database().session() as session:
+                pacing.finish(session, target.reservation)
 
 
 def _publish(target: Target, settings: Settings) -> str:
     """One platform call (or two: Graph's container, then publish); returns the platform's id."""
     timeout = settings.platform_timeout_seconds
     if target.platform == SocialPlatform.TELEGRAM:
-        with TelegramBotApi(settings.telegram_api_base_url, target.token, timeout=timeout) as bot:
+        with TelegramBotApi(settings.telegram_api_base_url, target.token, timeout=timeout, client=shared_client()) as bot:
             if target.media_url:
                 sent = bot.send_photo(target.external_id, target.media_url, caption=target.content)
             else:
