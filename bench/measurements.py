@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from bench import broker_loss, cron_lateness, drain, enqueue_rate, latency
+from bench import broker_loss, cron_lateness, drain, enqueue_rate, history, latency
 from bench.context import Bench, Results
 
 
@@ -24,6 +24,7 @@ MEASUREMENTS: list[Measurement] = [
     Measurement("latency", latency.measure),
     Measurement("cron_lateness", cron_lateness.measure),
     Measurement("broker_loss", broker_loss.measure),
+    Measurement("history", history.measure),
 ]
 
 
