@@ -68,14 +68,38 @@ def rollup_round_ms(bench: Bench) -> float:
     return elapsed * 1000
 
 
+def update_counts(bench: Bench) -> dict[str, tuple[int, int]]:
+    """(updates, HOT updates) of jobs and job_executions so far (the statistics system's view)."""
+    time.sleep(1.0)  # backends report their counts at most once a second (and when they exit)
+    with bench.environment.database().engine.connect() as connection:
+        connection.execute(text("SELECT pg_stat_clear_snapshot()"))
+        rows = connection.execute(text(
+            "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+            "WHERE relname IN ('jobs', 'job_executions')")).all()
+    return {r.relname: (int(r.n_tup_upd), int(r.n_tup_hot_upd)) for r in rows}
+
+
+def hot_share(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], jobs: int) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for table in ("jobs", "job_executions"):
+        updates = after[table][0] - before[table][0]
+        hot = after[table][1] - before[table][1]
+        found[table] = {"updates_per_job": updates / jobs, "hot_updates_per_job": hot / jobs,
+                        "hot_pct": 100.0 * hot / updates if updates else None}
+    return found
+
+
 def measure(bench: Bench) -> Results:
     n, reps = bench.options.jobs, bench.options.reps
     rows = getattr(bench.options, "history_rows", None) or HISTORY_ROWS
     empty, full = [], []
     bench.environment.reset_tables()
     wait_for_quiet(bench.options.quiet_wait)
+    counts = update_counts(bench)
     empty.append(drain_platform(bench, n, reset=False))
-    bench.say(f"drain, empty tables: {empty[-1].jobs_per_s:.0f} jobs/s")
+    hot = hot_share(counts, update_counts(bench), n)
+    bench.say(f"drain, empty tables: {empty[-1].jobs_per_s:.0f} jobs/s; updates per job (HOT %): " + ", ".join(
+        f"{t} {v['updates_per_job']:.2f} ({v['hot_pct'] or 0:.0f} %)" for t, v in hot.items()))
     bench.environment.reset_tables()
     loaded = load_history(bench, rows)
     bench.say(f"history: {rows:,} finished jobs and executions loaded in {loaded:.0f} s")
@@ -103,8 +127,9 @@ def measure(bench: Bench) -> Results:
         Figure(f"roll-up round at {rows // 1000}k rows", "ms", rollups, target=("<=", 100.0),
                method="maintenance.rollup over the last 3 minutes (queue and job metrics)"),
     ]
-    summary = {"history_drain_ratio": full_rate / empty_rate, "rollup_ms_at_1m": statistics.median(rollups)}
-    raw = {"history": {"rows": rows, "load_seconds": loaded, "rollup_ms": rollups,
+    summary = {"history_drain_ratio": full_rate / empty_rate, "rollup_ms_at_1m": statistics.median(rollups),
+               "hot_update_pct": {t: v["hot_pct"] for t, v in hot.items()}}
+    raw = {"history": {"rows": rows, "hot_updates_in_a_drain": hot, "load_seconds": loaded, "rollup_ms": rollups,
                        "empty": [r.jobs_per_s for r in empty], "full": [r.jobs_per_s for r in full],
                        "empty_cpu_ms_per_job": [r.cpu_ms_total for r in empty],
                        "full_cpu_ms_per_job": [r.cpu_ms_total for r in full]}}
