@@ -19,6 +19,7 @@ DEFAULTS = {
     "latency_seconds": (20.0, 5.0),
     "latency_reps": (3, 1),
     "cron_seconds": (120.0, 20.0),
+    "history_rows": (1_000_000, 100_000),
 }
 
 
@@ -41,6 +42,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
                         help="the Redis to use; the run writes only under its own key prefix (env BENCH_REDIS_URL)")
     parser.add_argument("--output", help="where to write the JSON (default bench/results/latest.json)")
+    parser.add_argument("--history-rows", type=int, help="finished jobs (and executions) of the history run (default 1000000; quick 100000)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' log files (their folder is printed)")
     options = parser.parse_args(argv)
     for name, (full, quick) in DEFAULTS.items():

@@ -193,11 +193,17 @@ def drain_celery_db(bench: Bench, n: int) -> DrainRun:
     return DrainRun(n, float(last) - first, wall, busy, _per_job(spent, n))
 
 
-def drain_platform(bench: Bench, n: int) -> DrainRun:
+def drain_platform(bench: Bench, n: int, reset: bool = True) -> DrainRun:
+    """The platform's drain; `reset=False` keeps the tables' other rows (a history of finished
+    jobs, see bench.history) and removes only the previous drain's jobs."""
     from shared.enqueue import enqueue_many_now
     from shared.jobtypes.builtin import NOOP
 
-    bench.environment.reset_tables()
+    if reset:
+        bench.environment.reset_tables()
+    else:
+        with bench.environment.database().engine.begin() as connection:
+            connection.execute(text("DELETE FROM jobs WHERE type = 'platform.noop'"))
     bench.environment.purge_queue()
     for start in range(0, n, ENQUEUE_BATCH):
         enqueue_many_now(NOOP, [{}] * min(ENQUEUE_BATCH, n - start))

@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from shared.broker import publish
+from shared.broker import publish, publisher
 from shared.clock import Clock, sql_now
 from shared.db import Database
 from shared.errors import BrokerError, PlatformError, ServiceUnavailable
@@ -56,7 +56,19 @@ PROMOTE_BATCH = 5000
 PROMOTE_EVERY_SECONDS = 0.1
 # A full window holds many jobs' worth of work: re-checking it this often keeps it topped up.
 FULL_WINDOW_POLL_SECONDS = 0.025
-REDISPATCH_EVERY_SECONDS = 1.0
+# A queue's window is topped up once this fraction of it (1/4) is free (see _room).
+WINDOW_REFILL_FRACTION = 4
+# Both ways of finding lost messages (the timeout, and the broker compared with the rows) run
+# this often.
+REDISPATCH_EVERY_SECONDS = 0.5
+# Fast recovery from a broker loss (Redis only: a RabbitMQ queue cannot be listed, so there the
+# redispatch timeout alone applies). Every REDISPATCH_EVERY_SECONDS, the jobs dispatched for
+# longer than VANISHED_GRACE_SECONDS (their message must be in the broker by then) are compared
+# with the ids the broker holds; a job missing at two checks in a row (a message between a
+# worker's BRPOP and its unacked entry is missing for an instant, never for half a second) is
+# republished. A job is republished this way at most once per redispatch timeout, so a message
+# a worker keeps dropping (a type it does not run) is not sent again every few seconds.
+VANISHED_GRACE_SECONDS = 1.0
 # Under key limits, a round reads pages of candidates (at least this many) past jobs whose key
 # is at its limit, up to this many pages: a busy key never blocks the rest of its queue.
 LIMITED_PAGE_MIN = 20
@@ -112,6 +124,9 @@ class Dispatcher(Service):
         self.probe = NotifyProbe(settings.notify_probe_seconds, settings.notify_probe_timeout_seconds)
         self._idle_wait = settings.dispatch_busy_poll_seconds
         self._last_redispatch = 0.0
+        self._vanished_suspects: set[int] = set()  # missing from the broker at the last check
+        self._fast_republished: dict[int, float] = {}  # job id -> monotonic time of its fast republish
+        self.fast_republished_total = 0
         self._last_promote = 0.0
         self.published_total = 0
         self.failed_alone_total = 0  # jobs failed because the dispatcher could not handle them
@@ -132,6 +147,8 @@ class Dispatcher(Service):
         if time.monotonic() - self._last_redispatch >= REDISPATCH_EVERY_SECONDS:
             self._last_redispatch = time.monotonic()
             moved += self._redispatch()
+            if self.settings.is_redis_broker:
+                moved += self._recover_vanished()
         return moved
 
     def _promote(self, now: datetime | None) -> None:
@@ -296,7 +313,14 @@ class Dispatcher(Service):
         return result.chosen
 
     def _room(self, queue: QueueRow, dispatched: int, running: int) -> int:
-        room = (queue.dispatch_window or self.settings.dispatch_window) - dispatched
+        window = queue.dispatch_window or self.settings.dispatch_window
+        # Refill from a low-water mark: while the broker still holds more than three quarters of
+        # the window, the workers have plenty to take, and a round for the last few free slots
+        # would cost its statements, its publish and its events for a handful of jobs. Rounds
+        # then move a quarter of the window at least; an idle queue (latency) is not affected.
+        if dispatched > window - max(1, window // WINDOW_REFILL_FRACTION):
+            return 0
+        room = window - dispatched
         if queue.concurrency_limit is not None:
             room = min(room, queue.concurrency_limit - dispatched - running)
         return room
@@ -320,6 +344,43 @@ class Dispatcher(Service):
         if lost:
             log.warning("republishing %d jobs whose messages were lost", len(lost))
             self._publish(lost)
+        return len(lost)
+
+    def _recover_vanished(self) -> int:
+        """Republish the dispatched jobs whose messages the broker no longer holds (a FLUSHALL, a
+        Redis restart without persistence), within seconds instead of the redispatch timeout.
+        The update refreshes only rows still `dispatched`, so a job that runs is never sent."""
+        now = sql_now(self.clock)
+        with self.database.session() as session:
+            candidates = job_store.dispatched_before(session, VANISHED_GRACE_SECONDS, self.settings.dispatch_batch, now)
+        if not candidates:
+            self._vanished_suspects = set()
+            return 0
+        held = publisher(self.app, self.settings).held_job_ids({queue for _, queue in candidates})
+        cutoff = time.monotonic() - self.settings.redispatch_after_seconds
+        self._fast_republished = {i: t for i, t in self._fast_republished.items() if t > cutoff}
+        missing = {i for i, _ in candidates if i not in held and i not in self._fast_republished}
+        confirmed = sorted(missing & self._vanished_suspects)
+        self._vanished_suspects = missing - set(confirmed)
+        if not confirmed:
+            return 0
+        try:
+            with self.database.session() as session:
+                lost = self._screen(
+                    session, job_store.redispatch_vanished(session, confirmed, VANISHED_GRACE_SECONDS, now), now
+                )
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.warning("dispatcher: fast redispatch failed (%s); the redispatch timeout covers these jobs",
+                        describe(exc))
+            return 0
+        stamp = time.monotonic()
+        self._fast_republished.update((job.id, stamp) for job in lost)
+        if lost:
+            log.warning("republishing %d jobs whose messages the broker no longer holds", len(lost))
+            self._publish(lost)
+            self.fast_republished_total += len(lost)
         return len(lost)
 
     def _publish(self, jobs: list[DispatchedJob]) -> None:

@@ -104,6 +104,22 @@ def redispatch_lost(db: Executor, after_seconds: float, limit: int, now: datetim
     return [DispatchedJob(**row._asdict()) for row in rows]
 
 
+def dispatched_before(
+    db: Executor, grace_seconds: float, limit: int, now: datetime | None = None
+) -> list[tuple[int, str]]:
+    """(id, queue) of jobs dispatched longer ago than the grace period, oldest first."""
+    params = {"grace": grace_seconds, "limit": limit, "now": now}
+    return [(r.id, r.queue) for r in db.execute(query("dispatched_before"), params).all()]
+
+
+def redispatch_vanished(
+    db: Executor, job_ids: Sequence[int], grace_seconds: float, now: datetime | None = None
+) -> list[DispatchedJob]:
+    """Refresh, to publish again, those of these jobs still dispatched past the grace period."""
+    params = {"ids": list(job_ids), "grace": grace_seconds, "now": now}
+    return [DispatchedJob(**row._asdict()) for row in db.execute(query("redispatch_vanished"), params).all()]
+
+
 def runnable_job_ids(db: Executor, queue: str, limit: int, now: datetime | None = None) -> list[int]:
     return list(db.execute(query("runnable_job_ids"), {"queue": queue, "limit": limit, "now": now}).scalars())
 

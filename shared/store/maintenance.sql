@@ -56,6 +56,14 @@ SELECT coalesce(CAST(:now AS timestamptz), now());
 SELECT max(bucket) FROM queue_metrics;
 
 -- name: rollup_queue_metrics
+-- The roll-up reads only rows that can have changed in the window, whatever the history: jobs
+-- finished since :start (ix_jobs_finished, one range per queue), the live jobs (each state
+-- through its partial index) and executions started since :start (ix_job_executions_started_at).
+-- An execution that ended in the window belongs to a job finished since :start or to a live job
+-- with attempt > 0 (a job's attempts run one after another, and the state a job is left in by an
+-- attempt's end is either terminal, at or after that end, or live), so executions are looked up
+-- by those jobs' ids: no index on job_executions.finished_at, which would make every finish a
+-- non-HOT update (see migration 0009).
 -- Per queue and minute in [:start, :stop): recompute the counts and percentiles from the raw
 -- rows and upsert them (a row for every queue, zeros included). Depth and oldest-waiting age
 -- are a snapshot taken for :snapshot_bucket only, and the first snapshot written is kept.
@@ -66,14 +74,25 @@ SELECT max(bucket) FROM queue_metrics;
 WITH buckets AS (
     SELECT generate_series(CAST(:start AS timestamptz), CAST(:stop AS timestamptz) - interval '1 minute',
                            interval '1 minute') AS bucket
+), recent_finished AS (
+    SELECT f.* FROM queues q CROSS JOIN LATERAL (
+        SELECT id, queue, state, attempt, created_at, finished_at FROM jobs
+        WHERE jobs.queue = q.name AND jobs.state IN ('succeeded', 'failed', 'cancelled')
+          AND jobs.finished_at >= CAST(:start AS timestamptz)) AS f
+), live AS (
+    SELECT id, queue, state, attempt, created_at, run_at FROM jobs WHERE state = 'waiting'
+    UNION ALL SELECT id, queue, state, attempt, created_at, run_at FROM jobs WHERE state = 'scheduled'
+    UNION ALL SELECT id, queue, state, attempt, created_at, run_at FROM jobs WHERE state = 'queued'
+    UNION ALL SELECT id, queue, state, attempt, created_at, run_at FROM jobs WHERE state = 'dispatched'
+    UNION ALL SELECT id, queue, state, attempt, created_at, run_at FROM jobs WHERE state = 'running'
 ), created AS (
-    SELECT date_trunc('minute', created_at) AS bucket, queue, count(*) AS n
-    FROM jobs WHERE created_at >= CAST(:start AS timestamptz) AND created_at < CAST(:stop AS timestamptz)
+    SELECT date_trunc('minute', c.created_at) AS bucket, c.queue, count(*) AS n
+    FROM (SELECT queue, created_at FROM live UNION ALL SELECT queue, created_at FROM recent_finished) AS c
+    WHERE c.created_at >= CAST(:start AS timestamptz) AND c.created_at < CAST(:stop AS timestamptz)
     GROUP BY 1, 2
 ), failed_jobs AS (
     SELECT date_trunc('minute', finished_at) AS bucket, queue, count(*) AS n
-    FROM jobs WHERE state = 'failed'
-      AND finished_at >= CAST(:start AS timestamptz) AND finished_at < CAST(:stop AS timestamptz)
+    FROM recent_finished WHERE state = 'failed' AND finished_at < CAST(:stop AS timestamptz)
     GROUP BY 1, 2
 ), starts AS (
     SELECT date_trunc('minute', e.started_at) AS bucket, j.queue, count(*) AS n,
@@ -84,6 +103,9 @@ WITH buckets AS (
     FROM job_executions e JOIN jobs j ON j.id = e.job_id
     WHERE e.started_at >= CAST(:start AS timestamptz) AND e.started_at < CAST(:stop AS timestamptz)
     GROUP BY 1, 2
+), ended_jobs AS (
+    SELECT id, queue, state, attempt FROM recent_finished
+    UNION ALL SELECT id, queue, state, attempt FROM live WHERE attempt > 0
 ), ends AS (
     SELECT date_trunc('minute', e.finished_at) AS bucket, j.queue,
            count(*) FILTER (WHERE e.state = 'succeeded') AS succeeded,
@@ -93,7 +115,7 @@ WITH buckets AS (
                FILTER (WHERE e.state <> 'lost') AS run_p50,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM e.finished_at - e.started_at) * 1000)
                FILTER (WHERE e.state <> 'lost') AS run_p95
-    FROM job_executions e JOIN jobs j ON j.id = e.job_id
+    FROM ended_jobs j JOIN job_executions e ON e.job_id = j.id
     WHERE e.finished_at >= CAST(:start AS timestamptz) AND e.finished_at < CAST(:stop AS timestamptz)
     GROUP BY 1, 2
 ), depth AS (
@@ -104,7 +126,7 @@ WITH buckets AS (
                               'dispatched', count(*) FILTER (WHERE state = 'dispatched'),
                               'running', count(*) FILTER (WHERE state = 'running')) AS depth,
            extract(epoch FROM CAST(:now AS timestamptz) - min(run_at) FILTER (WHERE state = 'queued')) AS oldest
-    FROM jobs WHERE state IN ('waiting', 'scheduled', 'queued', 'dispatched', 'running')
+    FROM live
     GROUP BY queue
 )
 INSERT INTO queue_metrics (bucket, queue, enqueued, started, succeeded, failed, retried, depth,
@@ -132,18 +154,30 @@ SET enqueued = EXCLUDED.enqueued, started = EXCLUDED.started, succeeded = EXCLUD
     run_p50_ms = EXCLUDED.run_p50_ms, run_p95_ms = EXCLUDED.run_p95_ms;
 
 -- name: rollup_job_metrics
--- Per job type and minute in [:start, :stop) with any activity: the same definitions as the
--- queue roll-up, plus the longest run and the failure rate (failed / (succeeded + failed)).
-WITH failed_jobs AS (
+-- Per job type and minute in [:start, :stop) with any activity: the same definitions and sources
+-- as the queue roll-up, plus the longest run and the failure rate (failed / (succeeded + failed)).
+WITH recent_finished AS (
+    SELECT f.* FROM queues q CROSS JOIN LATERAL (
+        SELECT id, type, state, attempt, finished_at FROM jobs
+        WHERE jobs.queue = q.name AND jobs.state IN ('succeeded', 'failed', 'cancelled')
+          AND jobs.finished_at >= CAST(:start AS timestamptz)) AS f
+), retrying AS (
+    SELECT id, type, state, attempt FROM jobs WHERE state = 'scheduled' AND attempt > 0
+    UNION ALL SELECT id, type, state, attempt FROM jobs WHERE state = 'queued' AND attempt > 0
+    UNION ALL SELECT id, type, state, attempt FROM jobs WHERE state = 'dispatched' AND attempt > 0
+    UNION ALL SELECT id, type, state, attempt FROM jobs WHERE state = 'running'
+    UNION ALL SELECT id, type, state, attempt FROM jobs WHERE state = 'waiting' AND attempt > 0
+), failed_jobs AS (
     SELECT date_trunc('minute', finished_at) AS bucket, type, count(*) AS n
-    FROM jobs WHERE state = 'failed'
-      AND finished_at >= CAST(:start AS timestamptz) AND finished_at < CAST(:stop AS timestamptz)
+    FROM recent_finished WHERE state = 'failed' AND finished_at < CAST(:stop AS timestamptz)
     GROUP BY 1, 2
 ), starts AS (
     SELECT date_trunc('minute', e.started_at) AS bucket, j.type, count(*) AS n
     FROM job_executions e JOIN jobs j ON j.id = e.job_id
     WHERE e.started_at >= CAST(:start AS timestamptz) AND e.started_at < CAST(:stop AS timestamptz)
     GROUP BY 1, 2
+), ended_jobs AS (
+    SELECT id, type, state, attempt FROM recent_finished UNION ALL SELECT id, type, state, attempt FROM retrying
 ), ends AS (
     SELECT date_trunc('minute', e.finished_at) AS bucket, j.type,
            count(*) FILTER (WHERE e.state = 'succeeded') AS succeeded,
@@ -154,7 +188,7 @@ WITH failed_jobs AS (
            percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM e.finished_at - e.started_at) * 1000)
                FILTER (WHERE e.state <> 'lost') AS run_p95,
            max(extract(epoch FROM e.finished_at - e.started_at) * 1000) FILTER (WHERE e.state <> 'lost') AS run_max
-    FROM job_executions e JOIN jobs j ON j.id = e.job_id
+    FROM ended_jobs j JOIN job_executions e ON e.job_id = j.id
     WHERE e.finished_at >= CAST(:start AS timestamptz) AND e.finished_at < CAST(:stop AS timestamptz)
     GROUP BY 1, 2
 ), keys AS (

@@ -387,3 +387,21 @@ UPDATE jobs SET state = 'failed', finished_at = coalesce(:now, now()), last_erro
                                              THEN unique_period_seconds ELSE 0 END
 WHERE id = :job_id AND state IN ('scheduled', 'queued', 'dispatched')
 RETURNING id;
+
+-- Fast recovery from a broker loss (Redis): the dispatcher compares the jobs dispatched for a
+-- while with the ids the broker holds, and republishes the ones it no longer holds.
+
+-- name: dispatched_before
+-- Jobs dispatched longer ago than :grace seconds (their message should be in the broker by now),
+-- oldest first, with their queue (through ix_jobs_dispatched: only dispatched rows).
+SELECT id, queue FROM jobs
+WHERE state = 'dispatched' AND dispatched_at < coalesce(:now, now()) - make_interval(secs => :grace)
+ORDER BY dispatched_at LIMIT :limit;
+
+-- name: redispatch_vanished
+-- Jobs whose message the broker no longer holds, still dispatched (never one that runs), refreshed
+-- to be published again.
+UPDATE jobs SET dispatched_at = coalesce(:now, now())
+WHERE id = ANY(CAST(:ids AS bigint[])) AND state = 'dispatched'
+  AND dispatched_at < coalesce(:now, now()) - make_interval(secs => :grace)
+RETURNING id, type, queue, priority, run_at, attempt, timeout_seconds;
