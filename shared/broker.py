@@ -13,6 +13,7 @@ from celery import Celery
 from kombu.exceptions import KombuError
 
 from shared.errors import BrokerError, ConfigurationError
+from shared.jobtypes.registry import broker_queue
 from shared.models.platform import PRIORITY_MAX
 from shared.settings import ENV_PREFIX, Settings
 from shared.store.rows import DispatchedJob
@@ -102,11 +103,12 @@ def publish(app: Celery, settings: Settings, jobs: Iterable[DispatchedJob]) -> i
         with app.producer_or_acquire() as producer:
             for job in jobs:
                 soft = job.timeout_seconds or settings.default_timeout_seconds
+                lane = broker_queue(job.type, job.queue)  # an IO-bound type: the queue's IO lane
                 app.send_task(
                     job.type,
                     kwargs={"job_id": job.id},
-                    queue=job.queue,
-                    routing_key=job.queue,
+                    queue=lane,
+                    routing_key=lane,
                     task_id=task_id(job),
                     priority=broker_priority(job.priority, settings),
                     soft_time_limit=soft,

@@ -18,6 +18,11 @@ from sqlalchemy import text
 from shared.db import get_database
 
 
+# The seeded queues and their IO lanes (shared/jobtypes/registry.py, broker_queue): a test's
+# worker runs every job type unless a test asks for a worker class.
+ALL_QUEUES = "high,default,low,bulk,io.high,io.default,io.low,io.bulk"
+
+
 def wait_for(
     condition: Callable[[], object], timeout: float, message: str, interval: float = 0.05,
     on_timeout: Callable[[], object] | None = None,
@@ -97,7 +102,7 @@ class ProcessFactory:
         return proc
 
     def worker(
-        self, queues: str = "high,default,low,bulk", concurrency: int = 2, env: dict[str, str] | None = None,
+        self, queues: str = ALL_QUEUES, concurrency: int = 2, env: dict[str, str] | None = None,
         pool: str = "prefork",
     ) -> Proc:
         """A Celery worker. `pool="threads"`: one process running `concurrency` threads (the IO

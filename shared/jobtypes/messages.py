@@ -22,7 +22,7 @@ class SendMessage(Payload):
 
 SEND = declare(
     "messages.send", SendMessage,
-    queue="high", max_attempts=5, timeout_seconds=_settings.platform_timeout_seconds + 30,
+    pool="io", queue="high", max_attempts=5, timeout_seconds=_settings.platform_timeout_seconds + 30,
     unique_by=("message_id",),
     # Telegram's broadcast limit is per bot: ~30 messages a second. The per-chat pace (about one
     # a second) is kept by the handler, on the connection row (see worker/handlers/messages.py).
@@ -40,7 +40,7 @@ def _has_work(session: Any) -> bool:
 
 SEND_DUE = declare(
     "messages.send_due", EmptyPayload,
-    queue="high", max_attempts=1, timeout_seconds=300,
+    pool="io", queue="high", max_attempts=1, timeout_seconds=300,
     has_work=_has_work,
     description="Enqueues a messages.send for every due pending message.",
 )
