@@ -21,6 +21,7 @@ from shared.db import get_database
 # The seeded queues and their IO lanes (shared/jobtypes/registry.py, broker_queue): a test's
 # worker runs every job type unless a test asks for a worker class.
 ALL_QUEUES = "high,default,low,bulk,io.high,io.default,io.low,io.bulk"
+THREADS_PER_PROCESS = 8
 
 
 def wait_for(
@@ -103,10 +104,16 @@ class ProcessFactory:
 
     def worker(
         self, queues: str = ALL_QUEUES, concurrency: int = 2, env: dict[str, str] | None = None,
-        pool: str = "prefork",
+        pool: str | None = None,
     ) -> Proc:
         """A Celery worker. `pool="threads"`: one process running `concurrency` threads (the IO
-        worker class); it is ready once that process heartbeats."""
+        worker class); it is ready once that process heartbeats. Unset, the pool is
+        TEST_WORKER_POOL's (default prefork): `TEST_WORKER_POOL=threads` runs every test's
+        worker on threads, THREADS_PER_PROCESS threads for each process asked."""
+        if pool is None:
+            pool = os.environ.get("TEST_WORKER_POOL", "prefork")
+            if pool == "threads":
+                concurrency *= THREADS_PER_PROCESS
         name = f"w{len(self.started)}-{os.getpid()}"
         proc = self._spawn("worker", [
             sys.executable, "-m", "celery", "-A", "worker.app:app", "worker", "-Q", queues, "-c", str(concurrency),

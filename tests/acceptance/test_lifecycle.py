@@ -13,7 +13,7 @@ from shared.broker import make_celery, publish
 from shared.enqueue import enqueue_many_now, enqueue_now
 from shared.settings import get_settings
 from shared.store import jobs as job_store
-from tests.processes import wait_for
+from tests.processes import THREADS_PER_PROCESS, wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -42,7 +42,6 @@ def all_done(db, total: int, state: str = "succeeded") -> bool:
 
 # The lifecycle on both pools: prefork (CPU-bound job types) and threads (the IO worker class).
 POOLS = pytest.mark.parametrize("pool", ["prefork", "threads"])
-THREADS_PER_PROCESS = 8
 
 
 def start_worker(processes, pool: str, concurrency: int = 2, **options):  # type: ignore[no-untyped-def]
