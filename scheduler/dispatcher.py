@@ -37,7 +37,7 @@ from shared.broker import publish, publisher
 from shared.clock import Clock, sql_now
 from shared.db import Database
 from shared.errors import BrokerError, PlatformError, ServiceUnavailable
-from shared.jobtypes.registry import Registry
+from shared.jobtypes.registry import Registry, io_lane
 from shared.settings import Settings
 from shared.store import jobs as job_store
 from shared.store import limits as limit_store
@@ -356,7 +356,9 @@ class Dispatcher(Service):
         if not candidates:
             self._vanished_suspects = set()
             return 0
-        held = publisher(self.app, self.settings).held_job_ids({queue for _, queue in candidates})
+        # A job's message sits in its queue's list, or in the queue's IO lane for an IO-bound type.
+        lanes = {lane for _, queue in candidates for lane in (queue, io_lane(queue))}
+        held = publisher(self.app, self.settings).held_job_ids(lanes)
         cutoff = time.monotonic() - self.settings.redispatch_after_seconds
         self._fast_republished = {i: t for i, t in self._fast_republished.items() if t > cutoff}
         missing = {i for i, _ in candidates if i not in held and i not in self._fast_republished}

@@ -26,6 +26,7 @@ from celery.utils.time import utcoffset
 from kombu.exceptions import EncodeError, KombuError
 
 from shared.errors import BrokerError, ConfigurationError
+from shared.jobtypes.registry import broker_queue
 from shared.models.platform import PRIORITY_MAX
 from shared.settings import ENV_PREFIX, Settings
 from shared.store.rows import DispatchedJob
@@ -152,7 +153,8 @@ def task_message(job: DispatchedJob, settings: Settings, origin: str, reply_to: 
     priority = broker_priority(job.priority, settings)
     properties = {"correlation_id": tid, "reply_to": reply_to, "delivery_mode": PERSISTENT, "priority": priority}
     body = b'[[], {"job_id": %d}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]' % job.id
-    return TaskMessage(job.queue, priority, headers, properties, body)
+    # An IO-bound type's message goes to its queue's IO lane (`io.<queue>`, the threads workers).
+    return TaskMessage(broker_queue(job.type, job.queue), priority, headers, properties, body)
 
 
 def redis_queue_key(settings: Settings, queue: str, priority: int) -> str:

@@ -52,9 +52,11 @@ class Database:
 
 def make_database(
     url: str, *, pool_size: int = 5, application_name: str | None = None, pooled: bool = True,
-    pre_ping: bool = True, prepare: bool | None = None,
+    pre_ping: bool = True, prepare: bool | None = None, max_overflow: int | None = None,
 ) -> Database:
-    """`pooled=False`: a connection per use, none kept (for processes that fork later).
+    """`pool_size` connections kept, plus up to `max_overflow` more at a peak (default: as many
+    again; 0 makes `pool_size` a hard cap, a thread then waits for a free connection).
+    `pooled=False`: a connection per use, none kept (for processes that fork later).
     `pre_ping=False`: no liveness round trip per checkout, for loops that simply retry a round
     when a connection turns out broken (SQLAlchemy then replaces it).
     `prepare=False`: no server-side prepared statements (a transaction pooler hands each
@@ -70,7 +72,7 @@ def make_database(
         connect_args["prepare_threshold"] = None
     if pooled:
         engine = create_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping, pool_recycle=1800,
+            url, pool_size=pool_size, max_overflow=pool_size if max_overflow is None else max_overflow, pool_pre_ping=pre_ping, pool_recycle=1800,
             connect_args=connect_args,
         )
     else:
@@ -175,9 +177,11 @@ _lock = threading.Lock()
 _database: Database | None = None
 
 
-def get_database(settings: Settings | None = None) -> Database:
+def get_database(settings: Settings | None = None, **pool: int) -> Database:
     """The process-wide database, rebuilt after a fork: JOBS_DATABASE_URL, or else the database
-    of the `jobctl up` running on this data folder (found the way jobctl finds it)."""
+    of the `jobctl up` running on this data folder (found the way jobctl finds it). `pool`
+    (pool_size, max_overflow) applies when the engine is built: a worker process bounds its
+    connections this way (worker/app.py)."""
     global _database
     with _lock:
         if _database is None or _database.pid != os.getpid():
@@ -185,7 +189,9 @@ def get_database(settings: Settings | None = None) -> Database:
             settings = with_runtime_urls(settings or get_settings())
             if not settings.database_url:
                 raise ConfigurationError("JOBS_DATABASE_URL is not set and no `jobctl up` is running on JOBS_DATA_DIR")
-            _database = make_database(settings.database_url, prepare=settings.database_pooler != "transaction")
+            _database = make_database(
+                settings.database_url, prepare=settings.database_pooler != "transaction", **pool  # type: ignore[arg-type]
+            )
         return _database
 
 

@@ -114,6 +114,15 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(60.0, ge=0, description="Warm shutdown: how long running jobs may take to finish.")
 
     worker_concurrency: int = Field(2, ge=1, description="Processes per worker started by `jobctl up`.")
+    io_concurrency: int = Field(
+        50, ge=1, le=1000, description="Threads of the IO worker (`-P threads`) that `jobctl up` starts for the IO-bound job types' queues (docs/architecture.md, Pools)."
+    )
+    worker_db_connections: int = Field(
+        10, ge=3, le=1000, description="Most PostgreSQL connections one worker process holds, whatever its concurrency: one for the heartbeat, the rest a pool shared by its threads (about half kept for claims and finishes, the rest for sessions); a thread waits for a free one."
+    )
+    io_worker_metrics_port: int = Field(
+        9103, ge=0, le=65535, description="Prometheus endpoint of the IO worker started by `jobctl up` (0: off)."
+    )
     flower_port: int = Field(5555, ge=1, le=65535, description="Flower's HTTP port.")
     flower_basic_auth: str | None = Field(None, description="user:password for Flower; required in production.")
     flower_address: str = Field(

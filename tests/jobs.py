@@ -49,6 +49,12 @@ class Stoppable(Payload):
     cooperative: bool = True
 
 
+class OwnState(Payload):
+    key: str
+    lines: int = Field(ge=1, le=100)
+    mark: float = Field(ge=0, le=1)
+
+
 class Chatty(Payload):
     key: str
     lines: int = Field(ge=1, le=100)
@@ -63,6 +69,7 @@ UNIQUE = declare("test.unique", Key, unique_by=("key",))
 KEYED = declare("test.keyed", Keyed, limit_by=("account",), limit_scope="test.account", key_concurrency=2)
 STOPPABLE = declare("test.stoppable", Stoppable, max_attempts=1)
 CHATTY = declare("test.chatty", Chatty)
+OWN_STATE = declare("test.own_state", OwnState)
 # Timeouts: a handler that stops at the soft limit, and one that ignores it (killed at the hard).
 SLOW = declare("test.slow", Sleep, timeout_seconds=1.0, max_attempts=2, backoff_base_seconds=0.05)
 STUBBORN = declare("test.stubborn", Sleep, timeout_seconds=1.0, max_attempts=1)
@@ -139,6 +146,18 @@ def _bind_handlers() -> None:
                 ctx.checkpoint()
             time.sleep(0.05)
         record(payload.key, ctx, "finished")
+
+    @handles(OWN_STATE)
+    def run_own_state(payload: OwnState, ctx) -> None:  # type: ignore[no-untyped-def]
+        # Many of these run at once on one threads worker: every line, the progress and the
+        # context must be this attempt's own.
+        for line in range(payload.lines):
+            ctx.logger.info("line %d of %s (job %s)", line, payload.key, ctx.job_id)
+            time.sleep(0.02)
+        ctx.progress(payload.mark)  # a first report is written at once
+        with get_database().session() as session:
+            seen = session.execute(text("SELECT progress FROM jobs WHERE id = :j"), {"j": ctx.job_id}).scalar()
+        record(payload.key, ctx, f"progress {seen}")
 
     @handles(CHATTY)
     def run_chatty(payload: Chatty, ctx) -> None:  # type: ignore[no-untyped-def]

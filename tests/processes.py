@@ -18,6 +18,12 @@ from sqlalchemy import text
 from shared.db import get_database
 
 
+# The seeded queues and their IO lanes (shared/jobtypes/registry.py, broker_queue): a test's
+# worker runs every job type unless a test asks for a worker class.
+ALL_QUEUES = "high,default,low,bulk,io.high,io.default,io.low,io.bulk"
+THREADS_PER_PROCESS = 8
+
+
 def wait_for(
     condition: Callable[[], object], timeout: float, message: str, interval: float = 0.05,
     on_timeout: Callable[[], object] | None = None,
@@ -52,6 +58,7 @@ class Proc:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    pool: str = "prefork"
 
     @property
     def pid(self) -> int:
@@ -95,21 +102,35 @@ class ProcessFactory:
         self.started.append(proc)
         return proc
 
-    def worker(self, queues: str = "high,default,low,bulk", concurrency: int = 2, env: dict[str, str] | None = None) -> Proc:
+    def worker(
+        self, queues: str = ALL_QUEUES, concurrency: int = 2, env: dict[str, str] | None = None,
+        pool: str | None = None,
+    ) -> Proc:
+        """A Celery worker. `pool="threads"`: one process running `concurrency` threads (the IO
+        worker class); it is ready once that process heartbeats. Unset, the pool is
+        TEST_WORKER_POOL's (default prefork): `TEST_WORKER_POOL=threads` runs every test's
+        worker on threads, THREADS_PER_PROCESS threads for each process asked."""
+        if pool is None:
+            pool = os.environ.get("TEST_WORKER_POOL", "prefork")
+            if pool == "threads":
+                concurrency *= THREADS_PER_PROCESS
         name = f"w{len(self.started)}-{os.getpid()}"
         proc = self._spawn("worker", [
             sys.executable, "-m", "celery", "-A", "worker.app:app", "worker", "-Q", queues, "-c", str(concurrency),
-            "-n", f"{name}@%h", "--loglevel=WARNING", "--without-mingle", "--without-gossip",
+            "-P", pool, "-n", f"{name}@%h", "--loglevel=WARNING", "--without-mingle", "--without-gossip",
         ], env)
+        proc.pool = pool
         wait_for(lambda: self._pool_ready(proc, concurrency), 60, f"worker pool ready\n{proc.log()}")
         return proc
 
     def _pool_ready(self, proc: Proc, concurrency: int) -> bool:
         if not proc.alive():
             raise AssertionError(f"worker exited with {proc.process.returncode}:\n{proc.log()}")
-        pids = children_of(proc.pid)
-        if len(pids) < concurrency:
+        pids = self.pool_pids(proc)
+        if proc.pool == "prefork" and len(pids) < concurrency:
             return False
+        if proc.pool != "prefork":
+            concurrency = 1  # one process runs every thread
         with get_database().session() as session:
             online = session.execute(
                 text("SELECT count(*) FROM workers WHERE pid = ANY(:pids) AND state = 'online'"), {"pids": pids}
@@ -117,7 +138,8 @@ class ProcessFactory:
         return bool(online and online >= concurrency)
 
     def pool_pids(self, proc: Proc) -> list[int]:
-        return children_of(proc.pid)
+        """The processes that run jobs: the pool children, or the worker itself (threads)."""
+        return children_of(proc.pid) if proc.pool == "prefork" else [proc.pid]
 
     def scheduler(self, env: dict[str, str] | None = None) -> Proc:
         proc = self._spawn("scheduler", [sys.executable, "-m", "scheduler"], env)

@@ -1,10 +1,11 @@
 """The worker process's own connection for the per-job statements.
 
 Claiming and finishing a job are each one atomic statement, so they run in autocommit on a
-connection this process keeps: one round trip each, with no pool checkout, no ping, no
-separate BEGIN and COMMIT (a pooled transaction costs four round trips per statement). A pool
-process runs one job at a time, so one connection is enough; the heartbeat thread uses the
-pool.
+connection kept open: one round trip each, with no pool checkout, no ping, no separate BEGIN
+and COMMIT (a pooled transaction costs four round trips per statement). A prefork pool process
+runs one job at a time and so opens one; a threads pool process shares a few of them among all
+its threads (`JobConnectionPool`: a thread waits for a free one), so the connections a worker
+holds stay bounded whatever its concurrency. The heartbeat thread has its own.
 
 Any exception during a statement (a broken connection, a SQL error, a soft time limit or any
 other exception raised from a signal handler while psycopg waited) discards the connection
@@ -19,6 +20,8 @@ caller then asks `reclaim_own_job`, so a claimed job is never orphaned under a l
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from typing import Callable, TypeVar
 
 from sqlalchemy import Connection
@@ -80,3 +83,44 @@ class JobConnection:
                 connection.close()
             except Exception:  # noqa: BLE001 - already broken
                 pass
+
+
+class JobConnectionPool:
+    """At most `size` JobConnections shared by a process's threads, opened on first need: a
+    statement takes a free one (waiting while all are busy), runs, and gives it back. Each
+    statement is one round trip, so a handful serves hundreds of threads."""
+
+    def __init__(self, database: Database, size: int) -> None:
+        if size < 1:
+            raise ValueError("a job connection pool needs at least one connection")
+        self.database = database
+        self.size = size
+        self._free: queue.LifoQueue[JobConnection] = queue.LifoQueue()
+        self._opened = 0
+        self._lock = threading.Lock()
+
+    def _take(self) -> JobConnection:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._opened < self.size:
+                self._opened += 1
+                return JobConnection(self.database)
+        return self._free.get()  # all busy: wait for one
+
+    def run(self, statement: Callable[[Connection], T], on_retry: Callable[[Connection], T] | None = None) -> T:
+        """As `JobConnection.run`, on whichever pooled connection is free."""
+        connection = self._take()
+        try:
+            return connection.run(statement, on_retry)
+        finally:
+            self._free.put(connection)
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._free.get_nowait().close()
+            except queue.Empty:
+                return

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from shared.outcomes import Cancel
 from shared.outside_text import clean
+from worker.deadlines import AttemptTimedOut
 
 MAX_LOG_LINES_PER_ATTEMPT = 1000
 MAX_LOG_LINE = 8000  # characters of one job_logs message
@@ -38,24 +39,38 @@ class JobContext:
     logger: "JobLogger"
     _write_progress: Callable[[float], None]
     _cancelled: threading.Event = field(default_factory=threading.Event)
+    _timed_out: threading.Event = field(default_factory=threading.Event)
     _last_progress_at: float = 0.0
     _pending_progress: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    end_taken: bool = False  # set by the runner: the attempt's end is written once, by one thread
 
     @property
     def cancelled(self) -> bool:
-        """True once an operator (API, CLI, Flower revoke) asked this job to stop."""
-        return self._cancelled.is_set()
+        """True once an operator (API, CLI, Flower revoke) asked this job to stop, or once the
+        attempt ran past its job's timeout on a pool without time limits (threads)."""
+        return self._cancelled.is_set() or self._timed_out.is_set()
 
     def request_cancel(self) -> None:
         self._cancelled.set()
 
+    def time_out(self) -> None:
+        """The attempt's deadline passed (worker/deadlines.py): ask the handler to stop."""
+        self._timed_out.set()
+
+    @property
+    def timed_out(self) -> bool:
+        return self._timed_out.is_set()
+
     def checkpoint(self) -> None:
-        """Stop here if cancellation was requested: raises `Cancel`, ending the job cancelled.
-        Call it between units of work; a handler that never does is stopped by force after
-        the grace period."""
+        """Stop here if cancellation was requested (raises `Cancel`, ending the job cancelled) or
+        the attempt's deadline passed (raises `AttemptTimedOut`, recorded as timed out). Call it
+        between units of work; a handler that never does is stopped by force after the grace
+        period (prefork) or abandoned and recorded timed out (threads)."""
         if self._cancelled.is_set():
             raise Cancel("cancellation requested")
+        if self._timed_out.is_set():
+            raise AttemptTimedOut("the attempt ran past its job's timeout")
 
     def progress(self, fraction: float) -> None:
         """Report progress 0.0..1.0. Writes are coalesced to one a second; the last value is

@@ -7,6 +7,7 @@ job already running or done and is dropped: the broker can never make a handler 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -26,8 +27,9 @@ from shared.store import jobs as job_store
 from shared.store import queues as queue_store
 from shared.store.rows import ClaimedJob, Finish
 from worker.binding import Handler
-from worker.connection import JobConnection
+from worker.connection import JobConnectionPool
 from worker.context import JobContext, JobLogger
+from worker.deadlines import AttemptTimedOut, DeadlineWatcher
 from worker.finishing import decide
 from worker.heartbeat import Holdings
 
@@ -80,21 +82,43 @@ def _notify(call: Callable[[Observer], None]) -> None:
             log.exception("observer %r failed", observer)
 
 
+AttemptKey = tuple[int, int]  # (job id, attempt)
+
+
 class JobRunner:
-    def __init__(self, settings: Settings, clock: Clock, database: Database, worker_id: str) -> None:
+    """Runs the attempts of one worker process, one per calling thread: a prefork process calls
+    it from one thread, a threads pool process from many at once. All per-attempt state (the
+    context with its cancellation flag, progress and log lines) lives in the attempt's own
+    JobContext, found by (job id, attempt), never in a per-process "current" slot; the
+    statements share a bounded pool of connections (`job_connections`).
+
+    `deadlines`: for pools without Celery's time limits (worker/deadlines.py)."""
+
+    def __init__(
+        self, settings: Settings, clock: Clock, database: Database, worker_id: str, *, job_connections: int = 1,
+        deadlines: DeadlineWatcher | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.database = database
         self.worker_id = worker_id
-        self.current: JobContext | None = None  # the attempt this process is running, if any
-        self.connection = JobConnection(database)
+        self.connection = JobConnectionPool(database, job_connections)
         self.holdings = Holdings()
+        self.deadlines = deadlines
+        self._lock = threading.Lock()
+        self._running: dict[AttemptKey, JobContext] = {}
+
+    def running(self) -> list[JobContext]:
+        """The attempts this process runs now."""
+        with self._lock:
+            return list(self._running.values())
 
     def apply_cancel_requests(self, requests: list[tuple[int, int]]) -> None:
-        """Called from the heartbeat thread: flag the running attempt if it was asked to stop."""
-        current = self.current
-        if current is not None and (current.job_id, current.attempt) in requests:
-            current.request_cancel()
+        """Called from the heartbeat thread: flag each running attempt that was asked to stop."""
+        wanted = set(requests)
+        for context in self.running():
+            if (context.job_id, context.attempt) in wanted:
+                context.request_cancel()
 
     def run(self, job_type: JobType[Any], handler: Handler, job_id: int, task_id: str | None) -> Attempt | None:
         # Held from before the claim is sent until the end is written or given up: a heartbeat
@@ -117,12 +141,47 @@ class JobRunner:
             return None
         _notify(lambda o: o.claimed(job))
         context = self._context(job, task_id)
-        self.current = context
+        key = (job.id, job.attempt)
+        with self._lock:
+            self._running[key] = context
+        if self.deadlines is not None:
+            self.deadlines.watch(
+                key, job.timeout_seconds or self.settings.default_timeout_seconds, on_soft=context.time_out,
+                on_hard=lambda: self._abandon(job_type, job, context),
+            )
         try:
             ended = self._call(job_type, handler, job, context)
         finally:
-            self.current = None
+            if self.deadlines is not None:
+                self.deadlines.forget(key)
+            with self._lock:
+                self._running.pop(key, None)
+        if not self._take_end(context):
+            log.warning("job %s attempt %s returned after its deadline had ended it; result ignored",
+                        job.id, job.attempt, extra={"job_id": job.id})
+            return None
         return self._end(job_type, job, context, ended)
+
+    def _take_end(self, context: JobContext) -> bool:
+        """True for the first caller only: the thread that ran the attempt, or the deadline."""
+        with self._lock:
+            if context.end_taken:
+                return False
+            context.end_taken = True
+            return True
+
+    def _abandon(self, job_type: JobType[Any], job: ClaimedJob, context: JobContext) -> None:
+        """The deadline watcher's last resort: the handler ignored its timeout past the hard
+        limit. The attempt is ended timed out here; its thread runs on, abandoned (a Python
+        thread cannot be killed), and whatever it returns later is ignored."""
+        key = (job.id, job.attempt)
+        if not self._take_end(context):
+            return
+        log.error("job %s attempt %s: handler still running past its hard time limit; ended timed out, thread abandoned",
+                  job.id, job.attempt, extra={"job_id": job.id})
+        with self._lock:
+            self._running.pop(key, None)
+        self._end(job_type, job, context, AttemptTimedOut("the handler ran past its hard time limit"))
 
     def _end(self, job_type: JobType[Any], job: ClaimedJob, context: JobContext, ended: object) -> Attempt | None:
         """Decide and write the attempt's end.

@@ -37,8 +37,9 @@ class Stack:
     on_spawn: Callable[[int], None] | None = None  # told each child's pid (the stack lock lists them)
     children: list[Child] = field(default_factory=list)
 
-    def spawn(self, name: str, argv: Sequence[str]) -> Child:
-        process = subprocess.Popen(list(argv), env=dict(self.env), start_new_session=True)
+    def spawn(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> Child:
+        """`env`: this child's own additions to the stack's environment."""
+        process = subprocess.Popen(list(argv), env=dict(self.env, **(env or {})), start_new_session=True)
         child = Child(name, process)
         self.children.append(child)
         if self.on_spawn is not None:

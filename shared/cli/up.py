@@ -16,6 +16,7 @@ import click
 from shared import migrate
 from shared.broker import make_celery
 from shared.db import make_database
+from shared.jobtypes.registry import io_lane
 from shared.embedded import start_missing
 from shared.errors import ServiceUnavailable
 from shared.runtime import StackLock, clear_runtime, mask_url, write_runtime
@@ -29,24 +30,27 @@ READY_TIMEOUT_SECONDS = 120.0
 @click.command()
 @click.option("--queues", default=None, help="Queues the worker consumes, in priority order (default: all seeded).")
 @click.option("--concurrency", type=int, default=None, help="Worker processes (default: JOBS_WORKER_CONCURRENCY).")
+@click.option("--io-concurrency", type=int, default=None, help="IO worker threads (default: JOBS_IO_CONCURRENCY).")
 @click.option("--flower/--no-flower", default=True, help="Start Flower.")
 @click.option("--grace", type=float, default=10.0, show_default=True, help="Seconds running jobs get to finish on stop.")
-def up(queues: str | None, concurrency: int | None, flower: bool, grace: float) -> None:
-    """Start (or connect to) PostgreSQL and Redis, migrate, seed queues, and run a worker, the
-    scheduler and Flower until Ctrl-C."""
+def up(queues: str | None, concurrency: int | None, io_concurrency: int | None, flower: bool, grace: float) -> None:
+    """Start (or connect to) PostgreSQL and Redis, migrate, seed queues, and run the workers (a
+    prefork one for CPU-bound job types, a threads one for the IO-bound), the scheduler and
+    Flower until Ctrl-C."""
     settings = get_settings()
     lock = StackLock(settings.data_dir)
     leftovers = lock.acquire()  # before anything starts: a second stack changes nothing
     if leftovers:
         click.echo(f"ended {len(leftovers)} processes a killed stack left on {settings.data_dir}", err=True)
     try:
-        _run(settings, lock, queues, concurrency, flower, grace)
+        _run(settings, lock, queues, concurrency, io_concurrency, flower, grace)
     finally:
         lock.release()
 
 
 def _run(
-    settings: Settings, lock: StackLock, queues: str | None, concurrency: int | None, flower: bool, grace: float
+    settings: Settings, lock: StackLock, queues: str | None, concurrency: int | None, io_concurrency: int | None,
+    flower: bool, grace: float,
 ) -> None:
     services = start_missing(settings.database_url, settings.broker_url, settings.data_dir)
     for pid in services.pids:
@@ -60,7 +64,8 @@ def _run(
         settings = settings.model_copy(update={"database_url": services.database_url, "broker_url": services.broker_url})
         _prepare_database(settings)
         stack = Stack(_child_env(settings), on_spawn=lock.add_child)
-        _spawn(stack, settings, queues or ",".join(settings.default_queues), concurrency or settings.worker_concurrency, flower)
+        _spawn(stack, settings, queues or ",".join(settings.default_queues), concurrency or settings.worker_concurrency,
+               io_concurrency or settings.io_concurrency, flower)
         _wait_ready(stack, settings, flower, stop)
         write_runtime(settings, services.database_url, services.broker_url, _flower_url(settings) if flower else None)
         click.echo(_ready_line(settings, flower), nl=True)
@@ -96,12 +101,18 @@ def _child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _spawn(stack: Stack, settings: Settings, queues: str, concurrency: int, flower: bool) -> None:
+def _spawn(stack: Stack, settings: Settings, queues: str, concurrency: int, io_concurrency: int, flower: bool) -> None:
     python = sys.executable
     stack.spawn("worker", [
         python, "-m", "celery", "-A", "worker.app:app", "worker", "-Q", queues, "-c", str(concurrency),
         "-n", f"worker1@{socket.gethostname()}", "--loglevel", settings.log_level,
     ])
+    # The IO worker class: one process of threads for the IO-bound job types, which the
+    # dispatcher sends to their queues' IO lanes (io.<queue>); docs/architecture.md, Pools.
+    stack.spawn("io-worker", [
+        python, "-m", "celery", "-A", "worker.app:app", "worker", "-Q", io_lanes(queues), "-P", "threads",
+        "-c", str(io_concurrency), "-n", f"io1@{socket.gethostname()}", "--loglevel", settings.log_level,
+    ], env={f"{ENV_PREFIX}WORKER_METRICS_PORT": str(settings.io_worker_metrics_port)})
     stack.spawn("scheduler", [python, "-m", "scheduler"])
     if flower:
         stack.spawn("flower", [python, "-m", "shared.cli.main", "flower"])
@@ -109,10 +120,15 @@ def _spawn(stack: Stack, settings: Settings, queues: str, concurrency: int, flow
         stack.spawn("console", [python, "-m", "shared.cli.main", "console"])
 
 
+def io_lanes(queues: str) -> str:
+    """The IO lanes of a worker's queues, in the same (priority) order."""
+    return ",".join(io_lane(name.strip()) for name in queues.split(",") if name.strip())
+
+
 def _wait_ready(stack: Stack, settings: Settings, flower: bool, stop: threading.Event) -> None:
     app = make_celery(settings)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    pending = {"worker", "flower"} if flower else {"worker"}
+    pending = {"worker", "io-worker", "flower"} if flower else {"worker", "io-worker"}
     if settings.console_port:
         pending.add("console")
     try:
@@ -120,8 +136,12 @@ def _wait_ready(stack: Stack, settings: Settings, flower: bool, stop: threading.
             dead = stack.first_dead()
             if dead is not None:
                 raise ServiceUnavailable(f"{dead.name} exited with code {dead.process.returncode} before it was ready")
-            if "worker" in pending and app.control.ping(timeout=1.0):
-                pending.discard("worker")
+            if pending & {"worker", "io-worker"}:
+                answered = {name.split("@")[0] for reply in app.control.ping(timeout=1.0) for name in reply}
+                if "worker1" in answered:
+                    pending.discard("worker")
+                if "io1" in answered:
+                    pending.discard("io-worker")
             if "flower" in pending and _flower_answers(settings):
                 pending.discard("flower")
             if "console" in pending and _console_answers(settings):
@@ -181,6 +201,8 @@ def _ready_line(settings: Settings, flower: bool) -> str:
         parts.append(f"console={_console_url(settings)}")
     if settings.worker_metrics_port:
         parts.append(f"worker_metrics=http://{_host(settings.metrics_address)}:{settings.worker_metrics_port}/metrics")
+    if settings.io_worker_metrics_port:
+        parts.append(f"io_worker_metrics=http://{_host(settings.metrics_address)}:{settings.io_worker_metrics_port}/metrics")
     if settings.scheduler_metrics_port:
         parts.append(f"scheduler_metrics=http://{_host(settings.metrics_address)}:{settings.scheduler_metrics_port}/metrics")
     return " ".join(parts)

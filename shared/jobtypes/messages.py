@@ -22,7 +22,7 @@ class SendMessage(Payload):
 
 SEND = declare(
     "messages.send", SendMessage,
-    queue="high", max_attempts=5, timeout_seconds=_settings.platform_timeout_seconds + 30,
+    pool="io", queue="high", max_attempts=5, timeout_seconds=_settings.platform_timeout_seconds + 30,
     unique_by=("message_id",),
     # Telegram's limits (30 a second per bot, one a second per chat) are checked at send time, by
     # the handler (shared/workloads/pacing.py), not at dispatch: a dispatch-time rate would
@@ -43,7 +43,7 @@ def _has_work(session: Any) -> bool:
 
 SEND_DUE = declare(
     "messages.send_due", EmptyPayload,
-    queue="high", max_attempts=1, timeout_seconds=300,
+    pool="io", queue="high", max_attempts=1, timeout_seconds=300,
     has_work=_has_work,
     description="Enqueues a messages.send for every due pending message.",
 )

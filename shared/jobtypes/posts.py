@@ -20,7 +20,7 @@ class Publish(Payload):
 
 PUBLISH = declare(
     "posts.publish", Publish,
-    queue="default", max_attempts=8, timeout_seconds=_settings.platform_timeout_seconds * 4 + 30,
+    pool="io", queue="default", max_attempts=8, timeout_seconds=_settings.platform_timeout_seconds * 4 + 30,
     # 5xx and timeouts retry with the platform's backoff (JOBS_BACKOFF_*); 429s snooze for
     # as long as the platform asks.
     unique_by=("publication_id",),
@@ -41,7 +41,7 @@ def _has_work(session: Any) -> bool:
 
 START_DUE = declare(
     "posts.start_due", EmptyPayload,
-    queue="default", max_attempts=1, timeout_seconds=300,
+    pool="io", queue="default", max_attempts=1, timeout_seconds=300,
     has_work=_has_work,
     description="Moves due scheduled posts to publishing and enqueues their publications.",
 )

@@ -19,7 +19,7 @@ class ProxyCheck(Payload):
 
 CHECK = declare(
     "proxies.check", ProxyCheck,
-    queue="low", max_attempts=2,
+    pool="io", queue="low", max_attempts=2,
     # A check bounds itself by the total timeout; the job's limit only catches a stuck process.
     timeout_seconds=_settings.proxy_total_timeout_seconds + 30,
     # One check per proxy at a time: a slow check makes the next fan-out skip that proxy, so
@@ -54,7 +54,7 @@ def _has_work(session: Any) -> bool:
 
 CHECK_ALL = declare(
     "proxies.check_all", EmptyPayload,
-    queue="low", max_attempts=1, timeout_seconds=300,
+    pool="io", queue="low", max_attempts=1, timeout_seconds=300,
     has_work=_has_work,
     description="Starts a proxy sweep: the proxies that are not disabled, in proxies.check_batch jobs.",
 )

@@ -33,6 +33,15 @@ class EmptyPayload(Payload):
     """A job type that takes no arguments."""
 
 
+POOLS = ("cpu", "io")
+IO_LANE_PREFIX = "io."
+
+
+def io_lane(queue: str) -> str:
+    """The broker queue that carries an IO-bound job type's messages of `queue`."""
+    return f"{IO_LANE_PREFIX}{queue}"
+
+
 @dataclass(frozen=True)
 class JobType(Generic[P]):
     name: str
@@ -58,6 +67,10 @@ class JobType(Generic[P]):
     # (given its session); False skips the fire, so an idle sweep leaves no job row behind.
     has_work: Callable[[Any], bool] | None = None
     description: str = ""
+    # Which worker class runs it: "cpu" (prefork processes) or "io" (the IO worker's threads,
+    # for job types that mostly wait on the network). Its queue stays its queue in PostgreSQL
+    # (order, pause, limits); only the broker lane differs (`broker_queue`).
+    pool: str = "cpu"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -72,6 +85,8 @@ class JobType(Generic[P]):
             raise ValidationError(f"{self.name}: key_concurrency must be at least 1", field="key_concurrency")
         if self.key_rate is not None and (self.key_rate[0] < 1 or self.key_rate[1] <= 0):
             raise ValidationError(f"{self.name}: key_rate is (starts >= 1, per seconds > 0)", field="key_rate")
+        if self.pool not in POOLS:
+            raise ValidationError(f"{self.name}: pool must be one of {', '.join(POOLS)}, not {self.pool!r}", field="pool")
         if self.unique_for_seconds < 0:
             raise ValidationError(f"{self.name}: unique_for_seconds must not be negative", field="unique_for_seconds")
         for group in (self.unique_by or ()), (self.limit_by or ()):
@@ -152,6 +167,17 @@ def declare(
 ) -> JobType[P]:
     """Declare a job type in the process-wide registry."""
     return registry.declare(JobType(name=name, payload=payload, **defaults))  # type: ignore[arg-type]
+
+
+def broker_queue(type_name: str, queue: str) -> str:
+    """Where a job's message goes: its queue, or that queue's IO lane (`io.<queue>`, consumed by
+    the IO worker class) when its type is declared `pool="io"`. An undeclared type (a plain-SQL
+    insert of a type this process does not know) goes to its queue."""
+    try:
+        job_type = registry.get(type_name)
+    except UnknownJobType:
+        return queue
+    return io_lane(queue) if job_type.pool == "io" else queue
 
 
 def load_declarations(modules: tuple[str, ...] = ()) -> Registry:

@@ -13,7 +13,7 @@ from shared.broker import make_celery, publish
 from shared.enqueue import enqueue_many_now, enqueue_now
 from shared.settings import get_settings
 from shared.store import jobs as job_store
-from tests.processes import wait_for
+from tests.processes import THREADS_PER_PROCESS, wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -40,6 +40,17 @@ def all_done(db, total: int, state: str = "succeeded") -> bool:
     return states(db).get(state, 0) == total
 
 
+# The lifecycle on both pools: prefork (CPU-bound job types) and threads (the IO worker class).
+POOLS = pytest.mark.parametrize("pool", ["prefork", "threads"])
+
+
+def start_worker(processes, pool: str, concurrency: int = 2, **options):  # type: ignore[no-untyped-def]
+    """A worker on `pool`; a threads worker gets a few threads for each prefork process asked."""
+    if pool == "threads":
+        concurrency *= THREADS_PER_PROCESS
+    return processes.worker(concurrency=concurrency, pool=pool, **options)
+
+
 def test_happy_path(db, broker, processes):
     processes.worker()
     processes.scheduler()
@@ -49,8 +60,9 @@ def test_happy_path(db, broker, processes):
     assert executions(db, ids[0]) == [(1, "succeeded", None)]
 
 
-def test_retry_then_success(db, processes):
-    processes.worker()
+@POOLS
+def test_retry_then_success(db, processes, pool):
+    start_worker(processes, pool)
     processes.scheduler()
     job = enqueue_now("test.flaky", {"key": "f", "fail_times": 2})
     wait_for(lambda: all_done(db, 1), 30, f"flaky job succeeds, have {states(db)}")
@@ -78,8 +90,9 @@ def test_exhausted_retries_end_failed_with_the_error(db, processes):
     ("snooze", "succeeded", ["snoozed", "succeeded"]),
     ("retry", "succeeded", ["failed", "succeeded"]),
 ])
-def test_explicit_outcomes(db, processes, kind, job_state, execution_states):
-    processes.worker(concurrency=1)
+@POOLS
+def test_explicit_outcomes(db, processes, kind, job_state, execution_states, pool):
+    start_worker(processes, pool, concurrency=1)
     processes.scheduler()
     job = enqueue_now("test.outcome", {"key": kind, "kind": kind, "after": 0.1}, max_attempts=2)
     wait_for(lambda: all_done(db, 1, job_state), 30, f"{kind} ends {job_state}, have {states(db)}")
@@ -89,13 +102,16 @@ def test_explicit_outcomes(db, processes, kind, job_state, execution_states):
             assert s.execute(text("SELECT max_attempts FROM jobs WHERE id = :j"), {"j": job.id}).scalar() == 3
 
 
-def test_kill_9_of_the_process_running_a_job(db, broker, processes):
-    worker = processes.worker(concurrency=1)
+@POOLS
+def test_kill_9_of_the_process_running_a_job(db, broker, processes, pool):
+    worker = start_worker(processes, pool, concurrency=1)
     processes.scheduler()
     job = enqueue_now("test.sleep", {"key": "s", "seconds": 2.0})
     pid = wait_for(lambda: _running_pid(db, job.id), 30, "job starts")
     assert pid in processes.pool_pids(worker)
     os.kill(pid, signal.SIGKILL)
+    if pool == "threads":  # the process that died was the whole worker: another one takes over
+        start_worker(processes, pool, concurrency=1)
     wait_for(lambda: all_done(db, 1), 60, f"job succeeds after the kill, have {states(db)}")
     runs = executions(db, job.id)
     assert [(a, s) for a, s, _ in runs] == [(1, "lost"), (2, "succeeded")]
@@ -108,14 +124,15 @@ def _running_pid(db, job_id: int) -> int | None:
         ), {"j": job_id}).scalar()
 
 
-def test_duplicated_message_runs_the_handler_once(db, broker, processes):
+@POOLS
+def test_duplicated_message_runs_the_handler_once(db, broker, processes, pool):
     job = enqueue_now("test.record", {"key": "dup"})
     with db.session() as s:
         dispatched = job_store.dispatch_queue(s, "default", 10)
     assert [j.id for j in dispatched] == [job.id]
     app = make_celery(get_settings())
     publish(app, get_settings(), dispatched * 3)  # the same message three times
-    processes.worker()
+    start_worker(processes, pool)
     wait_for(lambda: all_done(db, 1), 60, f"job succeeds, have {states(db)}")
     # The two extra messages are consumed and dropped: give them time to be, then count.
     wait_for(lambda: broker_depth(app, "default") == 0, 30, "broker drained")
@@ -166,8 +183,11 @@ def test_pause_holds_a_queue_and_resume_releases_it(db, processes):
     wait_for(lambda: all_done(db, 10), 30, f"jobs run after resume, have {states(db)}")
 
 
-def test_soft_timeout_fails_the_attempt_as_timed_out(db, processes):
-    processes.worker(concurrency=1)
+@POOLS
+def test_soft_timeout_fails_the_attempt_as_timed_out(db, processes, pool):
+    # On threads no exception can reach the sleeping handler: the deadline watcher ends the
+    # attempt at the hard limit and abandons the thread (worker/deadlines.py).
+    start_worker(processes, pool, concurrency=1)
     processes.scheduler()
     job = enqueue_now("test.slow", {"key": "slow", "seconds": 5})
     wait_for(lambda: all_done(db, 1, "failed"), 30, f"slow job fails, have {states(db)}")
@@ -187,8 +207,9 @@ def test_hard_timeout_kills_the_attempt_and_records_it(db, processes):
     assert worker.alive()
 
 
-def test_warm_shutdown_lets_the_running_job_finish(db, processes):
-    worker = processes.worker(concurrency=1)
+@POOLS
+def test_warm_shutdown_lets_the_running_job_finish(db, processes, pool):
+    worker = start_worker(processes, pool, concurrency=1)
     processes.scheduler()
     job = enqueue_now("test.sleep", {"key": "graceful", "seconds": 1.5})
     wait_for(lambda: _running_pid(db, job.id), 30, "job starts")

@@ -43,7 +43,8 @@ def test_make_run_smoke_embedded():
     data_dir.chmod(0o755)  # the embedded PostgreSQL runs as an unprivileged user
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
     env.update(JOBS_DATA_DIR=str(data_dir), JOBS_FLOWER_PORT=str(free_port()), JOBS_CONSOLE_PORT=str(free_port()),
-               JOBS_WORKER_METRICS_PORT=str(free_port()), JOBS_SCHEDULER_METRICS_PORT=str(free_port()))
+               JOBS_WORKER_METRICS_PORT=str(free_port()), JOBS_SCHEDULER_METRICS_PORT=str(free_port()),
+               JOBS_IO_WORKER_METRICS_PORT=str(free_port()))
     log = data_dir / "run.log"
     with open(log, "wb") as out:
         make = subprocess.Popen(["make", "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,

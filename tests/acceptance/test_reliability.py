@@ -34,11 +34,12 @@ def count(db, sql: str) -> int:
         return int(s.execute(text(sql)).scalar() or 0)
 
 
-def test_broker_flushed_with_1000_jobs_in_flight(db, processes, private_redis):
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_broker_flushed_with_1000_jobs_in_flight(db, processes, private_redis, pool):
     env = {"JOBS_BROKER_URL": private_redis, "JOBS_BROKER_KEY_PREFIX": ""}
     client = redis.Redis.from_url(private_redis)
     # FLUSHALL: every message in the broker is gone (Redis restarted without persistence).
-    _lose_messages_twice(db, processes, env, client.flushall)
+    _lose_messages_twice(db, processes, env, client.flushall, pool)
 
 
 def test_rabbitmq_queues_purged_with_1000_jobs_in_flight(db, processes, amqp_url):
@@ -52,12 +53,12 @@ def test_rabbitmq_queues_purged_with_1000_jobs_in_flight(db, processes, amqp_url
     _lose_messages_twice(db, processes, env, purge)
 
 
-def _lose_messages_twice(db, processes, env: dict[str, str], lose) -> None:  # type: ignore[no-untyped-def]
+def _lose_messages_twice(db, processes, env: dict[str, str], lose, pool: str = "prefork") -> None:  # type: ignore[no-untyped-def]
     enqueue_many_now("test.record", [{"key": f"k{i}"} for i in range(1000)])
     processes.scheduler(env=env)
     wait_for(lambda: count(db, "SELECT count(*) FROM jobs WHERE state = 'dispatched' AND type = 'test.record'") >= 150, 30, "window dispatched")
     lose()
-    processes.worker(env=env)
+    processes.worker(env=env, pool=pool, concurrency=16 if pool == "threads" else 2)
     wait_for(lambda: count(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded' AND type = 'test.record'") >= 300, 60, "some done")
     lose()  # and again, with jobs running and messages unacked
     wait_for(lambda: all_done(db, 1000), 120, f"all 1000 succeed, have {states(db)}")

@@ -40,20 +40,20 @@ def _alive(pid: int) -> bool:
 
 
 def _listed_children(data_dir: Path) -> list[int]:
-    """The processes the running `jobctl up` listed in its lock file (worker, scheduler)."""
+    """The processes the running `jobctl up` listed in its lock file (worker, IO worker, scheduler)."""
     return [child for child, _ in json.loads((data_dir / "stack.lock").read_text())["children"]]
 
 
 def test_second_up_is_refused_and_a_killed_stack_is_taken_over(db, test_env, tmp_path):
     data_dir = tmp_path / "data"
     env = dict(os.environ, JOBS_DATA_DIR=str(data_dir), JOBS_WORKER_METRICS_PORT="0", JOBS_SCHEDULER_METRICS_PORT="0",
-               JOBS_CONSOLE_PORT="0")
+               JOBS_CONSOLE_PORT="0", JOBS_IO_WORKER_METRICS_PORT="0")
     first = _up(env, tmp_path / "first.log")
     leftovers: list[int] = []
     try:
         wait_for(lambda: _ready(first, tmp_path / "first.log"), 120, "the first stack is ready")
         leftovers = _listed_children(data_dir)
-        assert len(leftovers) == 2
+        assert len(leftovers) == 3
 
         second = subprocess.run([JOBCTL, "up", "--no-flower"], env=env, capture_output=True, text=True, timeout=60)
         lines = second.stderr.strip().splitlines()
@@ -70,7 +70,7 @@ def test_second_up_is_refused_and_a_killed_stack_is_taken_over(db, test_env, tmp
         try:
             wait_for(lambda: _ready(third, tmp_path / "third.log"), 120, "a new stack starts after a kill -9")
             assert not any(_alive(pid) for pid in leftovers), "the killed stack's worker and scheduler were ended"
-            assert "ended 2 processes a killed stack left" in (tmp_path / "third.log").read_text()
+            assert "ended 3 processes a killed stack left" in (tmp_path / "third.log").read_text()
             its_children = _listed_children(data_dir)
         finally:
             os.killpg(third.pid, signal.SIGINT)  # Ctrl-C: a clean stop of everything it started

@@ -88,3 +88,37 @@ def test_engine_connection_is_reset_after_an_exception_mid_statement(db, small_p
         with small_pool.engine.begin() as connection:
             assert connection.execute(text("SELECT :n"), {"n": n}).scalar() == n
     assert busy_backends(db, "engine-sleep") == 0
+
+
+def test_job_connection_pool_shares_a_few_connections_among_many_threads(db, database_url):
+    """A threads worker's statements: 64 threads, 3 connections, every statement answered."""
+    import threading
+
+    from worker.connection import JobConnectionPool
+
+    database = make_database(database_url, pool_size=3, max_overflow=0, application_name="jc-pool-test")
+    pool = JobConnectionPool(database, 3)
+    answers: list[int] = []
+    most = [0]
+
+    def work(n: int) -> None:
+        for i in range(5):
+            answers.append(pool.run(lambda c: c.execute(text("SELECT :n /* jc-pool */"), {"n": n * 10 + i}).scalar()))
+
+    def count() -> None:
+        with db.session() as s:
+            held = s.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'jc-pool-test'")).scalar()
+        most[0] = max(most[0], int(held or 0))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(64)]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        count()
+    for thread in threads:
+        thread.join()
+    count()
+    pool.close()
+    database.dispose()
+    assert sorted(answers) == sorted(n * 10 + i for n in range(64) for i in range(5))
+    assert 1 <= most[0] <= 3

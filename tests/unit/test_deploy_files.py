@@ -62,6 +62,7 @@ SETTINGS = {
     "JOBS_LOG_FORMAT",
     "JOBS_METRICS_ADDRESS",
     "JOBS_FLOWER_ADDRESS",
+    "JOBS_WORKER_DB_CONNECTIONS",
 }
 SECRET_SETTINGS = {
     "JOBS_DATABASE_URL",
@@ -91,7 +92,17 @@ HISTOGRAMS = {"jobs_run_seconds", "jobs_queue_wait_seconds", "jobs_cron_lateness
 SERIES = (
     COUNTERS | GAUGES | {h + suffix for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
 )
-WORKER_QUEUES = {"worker-high": ["high", "default"], "worker-bulk": ["low", "bulk"]}
+WORKER_QUEUES = {
+    "worker-high": ["high", "default"],
+    "worker-bulk": ["low", "bulk"],
+    # The IO worker class (threads pool): the IO lanes of every queue.
+    "worker-io": ["io.high", "io.default", "io.low", "io.bulk"],
+}
+# The IO worker scales on its job types' backlog, the others on their queues'.
+IO_BACKLOG = (
+    "SELECT count(*) FROM jobs WHERE type LIKE ANY (ARRAY['proxies.%', 'posts.%', 'messages.%'])"
+    " AND state IN ('queued', 'dispatched')"
+)
 WORKER_METRICS_PORT = 9101
 SCHEDULER_PORT = 9102
 FLOWER_PORT = 5555
@@ -210,6 +221,7 @@ def test_compose_has_the_whole_stack() -> None:
         "migrate",
         "worker-high",
         "worker-bulk",
+        "worker-io",
         "scheduler-1",
         "scheduler-2",
         "flower",
@@ -243,7 +255,7 @@ def test_compose_start_order_waits_for_health_and_migrations() -> None:
     assert services["redis"]["healthcheck"]["test"][1:] == ["redis-cli", "ping"]
     assert services["migrate"]["command"] == ["jobctl", "migrate"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("worker-high", "worker-bulk", "scheduler-1", "scheduler-2", "flower"):
+    for name in ("worker-high", "worker-bulk", "worker-io", "scheduler-1", "scheduler-2", "flower"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
         assert depends["postgres"]["condition"] == "service_healthy", name
@@ -253,6 +265,8 @@ def test_compose_start_order_waits_for_health_and_migrations() -> None:
 def worker_command_queues(command: list[str]) -> tuple[list[str], str]:
     assert command[:5] == ["celery", "-A", "worker.app:app", "worker", "--loglevel=INFO"], command
     assert any(arg.startswith("--concurrency=") for arg in command), command
+    io_class = command[command.index("-n") + 1].startswith("worker-io@")
+    assert ("--pool=threads" in command) == io_class, command
     return command[command.index("-Q") + 1].split(","), command[command.index("-n") + 1]
 
 
@@ -339,7 +353,7 @@ def test_compose_settings_are_from_the_contract() -> None:
     for name, svc in own_image_services().items():
         env = svc["environment"]
         assert {k for k in env if k.startswith("JOBS_")} <= SETTINGS, name
-        assert SETTINGS - {"JOBS_FLOWER_BASIC_AUTH", "JOBS_FLOWER_ADDRESS", "JOBS_LISTEN_DATABASE_URL"} <= set(env), name
+        assert SETTINGS - {"JOBS_FLOWER_BASIC_AUTH", "JOBS_FLOWER_ADDRESS", "JOBS_LISTEN_DATABASE_URL", "JOBS_WORKER_DB_CONNECTIONS"} <= set(env), name
         assert env["JOBS_DATABASE_URL"].startswith("postgresql+psycopg://"), name
         assert env["JOBS_BROKER_URL"].startswith("redis://"), name
 
@@ -465,14 +479,14 @@ def test_k8s_manifests_are_namespace_agnostic() -> None:
 
 
 def test_k8s_has_every_object_of_the_layout() -> None:
-    assert set(objects("Deployment")) == {"worker-high", "worker-bulk", "scheduler", "flower", "pgbouncer"}
+    assert set(objects("Deployment")) == {"worker-high", "worker-bulk", "worker-io", "scheduler", "flower", "pgbouncer"}
     assert objects("Deployment")["scheduler"]["spec"]["replicas"] == 2
     assert "flower" in objects("Service")
     assert objects("Job")["jobs-migrate"]["spec"]["template"]["spec"]["containers"][0]["args"] == [
         "jobctl",
         "migrate",
     ]
-    assert set(objects("PodDisruptionBudget")) == {"worker-high", "worker-bulk", "scheduler", "pgbouncer"}
+    assert set(objects("PodDisruptionBudget")) == {"worker-high", "worker-bulk", "worker-io", "scheduler", "pgbouncer"}
     assert set(objects("ScaledObject")) == set(WORKER_QUEUES)
     assert "jobs-config" in objects("ConfigMap")
 
@@ -657,7 +671,7 @@ def test_keda_scales_each_worker_deployment_on_the_postgres_backlog() -> None:
         [trigger] = spec["triggers"]
         assert trigger["type"] == "postgresql"
         quoted = ", ".join(f"'{q}'" for q in queues)
-        assert trigger["metadata"]["query"] == (
+        assert trigger["metadata"]["query"] == IO_BACKLOG if name == "worker-io" else (
             f"SELECT count(*) FROM jobs WHERE queue IN ({quoted})"
             " AND state IN ('queued', 'dispatched')"
         )
