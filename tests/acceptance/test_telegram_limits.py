@@ -27,7 +27,7 @@ def test_sends_keep_the_sliding_second_and_the_chat_interval_at_close_to_thirty_
         for n in range(PER_CHAT):
             add_message(db, user, f"note {n}")
     env = telegram_env(server, JOBS_PLATFORM_TIMEOUT_SECONDS="10")
-    processes.worker(queues="high", concurrency=24, env=env)
+    processes.worker(queues="high,io.high", concurrency=24, env=env)  # sends travel in the IO lane
     processes.scheduler(env=env)
 
     total = CHATS * PER_CHAT
