@@ -216,6 +216,11 @@ class Publisher:
             raise BrokerError(f"a message could not be built: {exc}") from EncodeError(str(exc))
         if not messages:
             return 0
+        if self.app.conf.task_send_sent_event:
+            # Before the messages: Flower applies events as they arrive, and a `task-sent` that
+            # came after the worker's own events would put a retried attempt back to PENDING.
+            # Should the publish then fail, the jobs stay dispatched and are sent again later.
+            self._send_events(messages)
         try:
             if self.settings.is_redis_broker:
                 self._push_redis(messages)
@@ -223,8 +228,6 @@ class Publisher:
                 self._publish_kombu(messages)
         except (KombuError, OSError, ConnectionError, redis.RedisError) as exc:
             raise BrokerError(f"publishing {len(messages)} messages to the broker failed: {exc}") from exc
-        if self.app.conf.task_send_sent_event:
-            self._send_events(messages)
         return len(messages)
 
     def _push_redis(self, messages: list[TaskMessage]) -> None:
