@@ -185,10 +185,9 @@ class Dispatcher(Service):
     def _dispatch_round(self, name: str) -> int:
         now = sql_now(self.clock)
         with self.database.session() as session:
-            queue = job_store.lock_queue(session, name)
+            queue, room = self._locked_room(session, name)
             if queue is None:
                 return 0
-            room = min(self._room(queue, *job_store.queue_in_flight(session, name)), self.settings.dispatch_batch)
             if room <= 0:
                 self._windows_full = True
                 return 0
@@ -201,17 +200,22 @@ class Dispatcher(Service):
         self._publish(publishable)
         return len(jobs)
 
+    def _locked_room(self, session: Executor, name: str) -> tuple[QueueRow | None, int]:
+        """Hold one queue for this round (None when paused or held by another dispatcher) and
+        say how many jobs it may take now: its window and concurrency limit, capped by a batch."""
+        queue = job_store.lock_queue(session, name)
+        if queue is None:
+            return None, 0
+        return queue, min(self._room(queue, *job_store.queue_in_flight(session, name)), self.settings.dispatch_batch)
+
     def _dispatch_singly(self, name: str) -> int:
         """The round again, one job at a time: ids in dispatch order, then each job loaded and
         moved in a savepoint of its own (under limits, the choice is made among the jobs that
         loaded). Page-reading past limited keys is left to the next, fast, round."""
         now = sql_now(self.clock)
         with self.database.session() as session:
-            queue = job_store.lock_queue(session, name)
-            if queue is None:
-                return 0
-            room = min(self._room(queue, *job_store.queue_in_flight(session, name)), self.settings.dispatch_batch)
-            if room <= 0:
+            queue, room = self._locked_room(session, name)
+            if queue is None or room <= 0:
                 return 0
             ids = job_store.runnable_job_ids(session, name, room, now)
             if self.key_limits or queue.rate_limit is not None:

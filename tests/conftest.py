@@ -26,6 +26,7 @@ from shared.db import Database, get_database, make_database, reset_database
 from shared.embedded import EmbeddedServices, start_postgres, start_redis
 from shared.settings import get_settings
 from shared.store import queues as queue_store
+from tests.environment import applied
 from tests.jobs import EFFECTS_DDL
 from tests.processes import ProcessFactory
 
@@ -120,21 +121,11 @@ def test_env(database_url: str, redis_url: str, broker_key_prefix: str) -> Itera
     """The environment of this run's platform processes; also applied to the test process."""
     env = dict(TEST_SETTINGS, JOBS_DATABASE_URL=database_url, JOBS_BROKER_URL=redis_url,
                JOBS_BROKER_KEY_PREFIX=broker_key_prefix)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    reset_database()
-    from shared.jobtypes.registry import load_declarations
+    with applied(env):
+        from shared.jobtypes.registry import load_declarations
 
-    load_declarations(("tests.jobs",))
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
-    reset_database()
+        load_declarations(("tests.jobs",))
+        yield env
 
 
 @pytest.fixture

@@ -30,12 +30,13 @@ from sqlalchemy.engine import make_url
 
 from shared.broker import make_celery, publish
 from shared.control import cancel_job, get_job
-from shared.db import get_database, make_database, reset_database
+from shared.db import get_database, make_database
 from shared.embedded import free_port
 from shared.enqueue import enqueue_many_now, enqueue_now
 from shared.settings import get_settings
 from shared.store import jobs as job_store
 from tests.acceptance.test_lifecycle import _running_pid, all_done, broker_depth, effect_counts, executions, states
+from tests.environment import applied
 from tests.processes import wait_for
 
 pytestmark = pytest.mark.acceptance
@@ -167,18 +168,8 @@ pidfile = {workdir}/pgbouncer.pid
         raise
     env = {"JOBS_DATABASE_URL": info.url, "JOBS_LISTEN_DATABASE_URL": database_url, "JOBS_DATABASE_POOLER": "transaction",
            "JOBS_NOTIFY_PROBE_SECONDS": "0.5", "JOBS_NOTIFY_PROBE_TIMEOUT_SECONDS": "2"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    reset_database()
-    yield info
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
-    reset_database()
+    with applied(env):
+        yield info
     stop()
 
 
