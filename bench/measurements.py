@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from bench import broker_loss, console_page, cron_lateness, drain, enqueue_rate, history, latency, proxy_sweep, telegram_rate
+from bench import broker_loss, connections, console_page, cron_lateness, drain, enqueue_rate, history, latency, proxy_sweep, telegram_rate
 from bench.context import Bench, Results
 
 
@@ -26,6 +26,7 @@ MEASUREMENTS: list[Measurement] = [
     Measurement("console_page", console_page.measure),
     Measurement("proxy_sweep_ratio_vs_asyncio", proxy_sweep.measure),
     Measurement("telegram_send_rate", telegram_rate.measure),
+    Measurement("worker_connections", connections.measure),
     Measurement("broker_loss", broker_loss.measure),
     Measurement("history", history.measure),
 ]

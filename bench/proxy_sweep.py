@@ -3,7 +3,8 @@ plain HTTP and half SOCKS5 with a password; 20% refusing; 10% stalling past the 
 through the platform, against a plain asyncio checker (bench/asyncio_checker.py) with the same
 proxies, deadline and concurrency in one process.
 
-Platform: the proxies are rows; a prefork worker with SLOTS processes consumes `low`; one
+Platform: the proxies are rows; the IO worker class (one process of SLOTS threads, as `jobctl
+up` starts it) consumes `io.low`, the lane of the IO-bound proxy types; one
 `proxies.check_all` starts the sweep, which becomes ceil(2000 / BATCH) `proxies.check_batch`
 jobs, each checking PER_BATCH proxies at once: SLOTS x PER_BATCH = the asyncio checker's
 concurrency. Its time is from enqueueing `proxies.check_all` to the sweep's row finished (every
@@ -22,7 +23,8 @@ from sqlalchemy import text
 
 from bench import asyncio_checker
 from bench.context import Bench, Figure, Results
-from bench.processes import children_of, wait_for
+from bench.connections import held
+from bench.processes import wait_for
 
 PROXIES = 2000
 DEADLINE = 3.0
@@ -34,6 +36,7 @@ INTERVAL = 300.0  # the default sweep interval (JOBS_PROXY_CHECK_CRON "*/5 * * *
 
 def measure(bench: Bench) -> Results:
     from shared.enqueue import enqueue_now
+    from shared.jobtypes.registry import io_lane
     from shared.workloads import proxies as proxy_service
     from tests.rigs.proxy_fleet import ProxyFleet
 
@@ -60,12 +63,12 @@ def measure(bench: Bench) -> Results:
                "JOBS_PROXY_TOTAL_TIMEOUT_SECONDS": str(DEADLINE), "JOBS_PROXY_CHECK_BATCH_SIZE": str(BATCH),
                "JOBS_PROXY_CHECK_CONCURRENCY": str(PER_BATCH)}
         worker = bench.processes.spawn("platform-proxy-worker", [
-            sys.executable, "-m", "celery", "-A", "worker.app:app", "worker", "-P", "prefork", "-c", str(SLOTS),
-            "-Q", "low", "-n", f"bench-proxies-{time.time_ns()}@%h", "--loglevel=WARNING",
+            sys.executable, "-m", "celery", "-A", "worker.app:app", "worker", "-P", "threads", "-c", str(SLOTS),
+            "-Q", io_lane("low"), "-n", f"bench-proxies-{time.time_ns()}@%h", "--loglevel=WARNING",
             "--without-mingle", "--without-gossip"], env)
-        wait_for(lambda: worker.check_alive() or len(children_of(worker.pid)) >= SLOTS, 60, "worker pool")
+        wait_for(lambda: worker.check_alive() or held(database, worker.pid), 60, "worker connected")
         scheduler = bench.processes.scheduler(env)
-        wait_for(lambda: _connected(database, scheduler.pid), 60, "scheduler connected")
+        wait_for(lambda: held(database, scheduler.pid), 60, "scheduler connected")
         try:
             started = time.perf_counter()
             enqueue_now("proxies.check_all")
@@ -85,7 +88,7 @@ def measure(bench: Bench) -> Results:
               f"batches (start after the sweep's, duration): {batches}")
     ratio = asyncio_seconds / platform_seconds
     method = (f"{PROXIES} loopback proxies (70% healthy http/socks5+password, 20% refusing, 10% stalling), "
-              f"deadline {DEADLINE:g} s, concurrency {CONCURRENCY} ({SLOTS} prefork x {PER_BATCH} threads)")
+              f"deadline {DEADLINE:g} s, concurrency {CONCURRENCY} ({SLOTS} worker threads x {PER_BATCH} check threads)")
     figures = [
         Figure("asyncio sweep", "s", [asyncio_seconds], method="plain asyncio checker, one process, " + method),
         Figure("platform sweep", "s", [platform_seconds], method="check_all enqueued to sweep finished, " + method),
@@ -101,11 +104,6 @@ def measure(bench: Bench) -> Results:
                            "platform_row_seconds": float(sweep.seconds), "batches_start_and_seconds": batches}}
     return Results(figures, summary, raw)
 
-
-def _connected(database, pid: int) -> bool:  # type: ignore[no-untyped-def]
-    with database.session() as session:
-        return bool(session.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n"),
-                                    {"n": f"jobplatform:{pid}"}).scalar())
 
 
 def _finished(database) -> bool:  # type: ignore[no-untyped-def]

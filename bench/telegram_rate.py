@@ -2,7 +2,8 @@
 Bot-API-compatible server (tests/rigs/platform_server.py), on the server's own clock.
 
 Messages are created pending (five per chat, each chat's together), one `messages.send_due`
-fans them out, and a prefork worker with WORKER_SLOTS processes sends them. Figures, from the
+fans them out, and the IO worker class (one process of WORKER_SLOTS threads consuming
+`io.high`, as `jobctl up` starts it) sends them. Figures, from the
 server's receipt times: the sustained rate (sends per second between the 10th and the 90th
 percentile receipt: without the workers' start and the last chats' tail; the first-to-last
 rate is kept too), the sliding one-second windows [t, t + 1 s) holding more than 30 sends, and
@@ -17,7 +18,8 @@ import time
 from sqlalchemy import text
 
 from bench.context import Bench, Figure, Results
-from bench.processes import children_of, wait_for
+from bench.connections import held
+from bench.processes import wait_for
 
 MESSAGES, CHATS = 1000, 200
 WORKER_SLOTS = 24
@@ -26,6 +28,7 @@ LIMIT = 30
 
 def measure(bench: Bench) -> Results:
     from shared.enqueue import enqueue_now
+    from shared.jobtypes.registry import io_lane
     from shared.workloads import messages as message_service
     from tests.rigs.platform_server import PlatformServer
     from tests.rigs.send_timing import busiest_window, gaps_per_key, overall_rate, sustained_rate, windows_over
@@ -43,10 +46,10 @@ def measure(bench: Bench) -> Results:
                     message_service.create_message(session, user_id=user.id, text=f"bench message {n}")
         env = {"JOBS_TELEGRAM_API_BASE_URL": server.telegram_base, "JOBS_PLATFORM_TIMEOUT_SECONDS": "10"}
         worker = bench.processes.spawn("platform-telegram-worker", [
-            sys.executable, "-m", "celery", "-A", "worker.app:app", "worker", "-P", "prefork", "-c", str(WORKER_SLOTS),
-            "-Q", "high", "-n", f"bench-telegram-{time.time_ns()}@%h", "--loglevel=WARNING",
+            sys.executable, "-m", "celery", "-A", "worker.app:app", "worker", "-P", "threads", "-c", str(WORKER_SLOTS),
+            "-Q", io_lane("high"), "-n", f"bench-telegram-{time.time_ns()}@%h", "--loglevel=WARNING",
             "--without-mingle", "--without-gossip"], env)
-        wait_for(lambda: worker.check_alive() or len(children_of(worker.pid)) >= WORKER_SLOTS, 60, "worker pool")
+        wait_for(lambda: worker.check_alive() or held(database, worker.pid), 60, "worker connected")
         scheduler = bench.processes.scheduler(env)
         try:
             enqueue_now("messages.send_due")
@@ -63,7 +66,7 @@ def measure(bench: Bench) -> Results:
     bench.say(f"telegram: {len(sends)} sends, sustained {rate:.1f}/s (first to last {overall:.1f}/s), busiest "
               f"second {busiest_window(times)}, windows over {LIMIT}: {over}, chat gaps under 1 s: {short} "
               f"(smallest {min(gaps):.3f} s)")
-    method = f"{MESSAGES} messages to {CHATS} chats, one bot, prefork x {WORKER_SLOTS}, server receipt times"
+    method = f"{MESSAGES} messages to {CHATS} chats, one bot, threads worker x {WORKER_SLOTS}, server receipt times"
     figures = [
         Figure("telegram sustained rate", "msgs/s", [rate], target=(">=", 27.0),
                method="sends/s between the 10th and 90th percentile receipts; " + method),

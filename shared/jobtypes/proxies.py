@@ -40,7 +40,9 @@ _ROUNDS = -(-_settings.proxy_check_batch_size // _settings.proxy_check_concurren
 
 CHECK_BATCH = declare(
     "proxies.check_batch", ProxyBatch,
-    queue="low", max_attempts=2,
+    # IO-bound like a single check: a batch waits on its proxies, so it runs on the IO worker
+    # class's threads, not in a prefork process held for the whole batch.
+    pool="io", queue="low", max_attempts=2,
     timeout_seconds=_ROUNDS * _settings.proxy_total_timeout_seconds + 60,
     description="Checks a sweep's batch of proxies concurrently and records each one's health.",
 )

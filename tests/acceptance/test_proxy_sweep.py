@@ -35,7 +35,8 @@ def test_a_sweep_of_hundreds_of_proxies_with_stalling_ones_finishes_within_its_b
                "JOBS_PROXY_CHECK_URL": fleet.check_url, "JOBS_PROXY_CONNECT_TIMEOUT_SECONDS": str(DEADLINE),
                "JOBS_PROXY_TOTAL_TIMEOUT_SECONDS": str(DEADLINE), "JOBS_PROXY_CHECK_BATCH_SIZE": str(BATCH),
                "JOBS_PROXY_CHECK_CONCURRENCY": str(PER_BATCH_CONCURRENCY)}
-        processes.worker(queues="low,io.low", concurrency=WORKER_SLOTS, env=env)  # the checks travel in the IO lane
+        # The IO worker class, as `jobctl up` runs it: the sweep's jobs travel in the IO lane.
+        processes.worker(queues="io.low", concurrency=WORKER_SLOTS, pool="threads", env=env)
         processes.scheduler(env=env)
 
         started = time.monotonic()
@@ -48,9 +49,9 @@ def test_a_sweep_of_hundreds_of_proxies_with_stalling_ones_finishes_within_its_b
     assert batches <= WORKER_SLOTS  # every batch runs at once
     # Worst case, every check of a batch takes the whole deadline, PER_BATCH_CONCURRENCY at a time.
     bound = math.ceil(BATCH / PER_BATCH_CONCURRENCY) * DEADLINE + OVERHEAD
-    one_at_a_time = 60 * DEADLINE / WORKER_SLOTS  # the stalling ones alone, one check per process
+    one_at_a_time = 60 * DEADLINE / WORKER_SLOTS  # the stalling ones alone, one check per worker thread
     print(f"\nsweep of {len(ids)} proxies (60 stalling {DEADLINE} s): {took:.1f} s; bound {bound:.0f} s; "
-          f"one check per process would take over {one_at_a_time:.0f} s")
+          f"one check per worker thread would take over {one_at_a_time:.0f} s")
     assert took <= bound < one_at_a_time
 
     sweep = row(db, "SELECT total, checked, healthy, batches, finished_at - started_at AS took FROM proxy_sweeps")
