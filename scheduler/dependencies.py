@@ -1,6 +1,7 @@
-"""The dependency sweep: settles waiting jobs whose parents settled without resolving them
-(a parent rescued to `failed`, a crash between a finish and its resolution). Finishing a
-parent resolves its dependents at once; this is the safety net, not the main path."""
+"""The dependency sweep: settles waiting jobs whose parents ended without settling them (the
+database lost, or the process killed, between a finish and its settling). Every end of a
+parent (a finish, a rescue, a cancel) settles its dependents at once through the same store
+function (`shared.store.dependencies.settle`); this is the safety net, not the main path."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import logging
 from shared.clock import Clock, sql_now
 from shared.db import Database
 from shared.store import dependencies as dependency_store
-from shared.store import queues as queue_store
 from scheduler.service import Service
 
 log = logging.getLogger("scheduler.dependencies")
@@ -34,9 +34,7 @@ class DependencySweep(Service):
                 page = dependency_store.waiting_page(session, after, PAGE)
                 if not page:
                     break
-                done = dependency_store.resolve(session, page, sql_now(self.clock))
-                if any(state != "cancelled" for _, state in done):
-                    queue_store.notify_ready(session)
+                done = dependency_store.settle(session, sql_now(self.clock), waiting=page)
             settled += len(done)
             after = page[-1]
         if settled:

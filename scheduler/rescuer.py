@@ -6,7 +6,9 @@ fails as poison), or the process lives but its heartbeat, written after the clai
 lists the job (it gave the attempt up). Rescued attempts are retried after the job type's
 backoff, computed in SQL with worker/finishing.py's formula from the declared bases (the
 registry's per-type overrides are passed in; types this process does not declare get the
-settings' defaults). A batch per round, at most JOBS_RESCUE_BATCH_SIZE jobs.
+settings' defaults). A round fails over at most JOBS_RESCUE_BATCH_SIZE jobs and forces at most
+as many overdue cancellations, settling their dependents in the same transaction; a full batch
+starts the next round at once.
 """
 
 from __future__ import annotations
@@ -52,23 +54,22 @@ class Rescuer(Service):
         self._batch_full = False
 
     def tick(self) -> int:
-        stale = self.settings.worker_stale_after_seconds
+        stale, batch = self.settings.worker_stale_after_seconds, self.settings.rescue_batch_size
         now = sql_now(self.clock)
         with self.database.session() as session:
             queue_store.mark_workers_stopped(session, stale, now)
-            rescued = job_store.rescue_orphans(session, stale, self.policy, self.settings.rescue_batch_size, now)
-            forced = job_store.force_cancel_overdue(session, self.settings.cancel_grace_seconds, now)
-            for job_id in [r.job_id for r in rescued] + [job_id for job_id, _ in forced]:
-                dependency_store.resolve_after(session, job_id, now)
+            rescued = job_store.rescue_orphans(session, stale, self.policy, batch, now)
+            forced = job_store.force_cancel_overdue(session, self.settings.cancel_grace_seconds, batch, now)
+            dependency_store.settle(session, now, ended=[r.job_id for r in rescued] + [job_id for job_id, _ in forced])
             if rescued or forced:
-                queue_store.notify_ready(session)
+                queue_store.notify_ready(session)  # running slots were freed: limits and windows have room
         self._terminate([task_id for _, task_id in forced if task_id])
         for r in rescued:
             log.warning("job %s rescued: its execution was %s (%s)", r.job_id, r.execution_state, r.error_class,
                         extra={"job_id": r.job_id})
         self.rescued_total += len(rescued)
         self.poisoned_total += sum(1 for r in rescued if r.error_class == "Poison")
-        self._batch_full = len(rescued) >= self.settings.rescue_batch_size
+        self._batch_full = len(rescued) >= batch or len(forced) >= batch
         return len(rescued) + len(forced)
 
     def wait(self, stop: threading.Event, did: int) -> None:

@@ -70,8 +70,7 @@ def cancel_job(job_id: int, reason: str = "cancelled by operator", *, database: 
     now = sql_now(clock)
     with (database or get_database()).session() as session:
         if control_store.cancel_waiting_job(session, job_id, reason, now):
-            if dependency_store.resolve_after(session, job_id, now):
-                queue_store.notify_ready(session)
+            dependency_store.settle(session, now, ended=[job_id])
             return "cancelled"
         if job_store.request_cancel_running(session, job_id, reason, now):
             return "cancelling"

@@ -188,7 +188,7 @@ def _enqueue_dependent(session: Executor, row: NewJob, parents: list[int], clock
     dependency_store.add_dependencies(session, job_id, parents)
     if not all_done:
         # Settles it now when a parent already failed or was cancelled.
-        dependency_store.resolve(session, [job_id], sql_now(clock))
+        dependency_store.settle(session, sql_now(clock), waiting=[job_id])
     return Enqueued(job_id)
 
 

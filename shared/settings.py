@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         30.0, gt=0, description="A worker process whose heartbeat is older than this is dead; its running jobs are rescued."
     )
     rescue_interval_seconds: float = Field(5.0, gt=0, description="How often the rescuer looks for jobs on dead workers.")
-    rescue_batch_size: int = Field(500, ge=1, le=100000, description="Most running jobs the rescuer fails over per round (short locks; the next round takes the rest).")
+    rescue_batch_size: int = Field(500, ge=1, le=100000, description="Most running jobs the rescuer fails over, and most overdue cancellations it forces, per round (short locks; the next round takes the rest).")
     finish_retry_seconds: float = Field(
         300.0, ge=0, le=86400, description="How long a worker process keeps retrying, with backoff, to write an attempt's end (log lines, outcome) while the database is unreachable; past it the attempt is given up and the rescuer settles it."
     )

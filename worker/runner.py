@@ -24,7 +24,6 @@ from shared.settings import Settings
 from shared.models.states import TERMINAL_JOB_STATES
 from shared.store import dependencies as dependency_store
 from shared.store import jobs as job_store
-from shared.store import queues as queue_store
 from shared.store.rows import ClaimedJob, Finish
 from worker.binding import Handler
 from worker.connection import JobConnectionPool
@@ -252,8 +251,7 @@ class JobRunner:
             # settles them.
             try:
                 with self.database.session() as session:
-                    if dependency_store.resolve_after(session, job.id, now):
-                        queue_store.notify_ready(session)
+                    dependency_store.settle(session, now, ended=[job.id])
             except Exception as exc:  # noqa: BLE001 - see above
                 log.warning("job %s: dependents left to the scheduler's sweep (%s)", job.id, exc)
         return recorded

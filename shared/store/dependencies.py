@@ -1,10 +1,12 @@
-"""Job dependencies: edges, and resolving waiting jobs when their parents settle."""
+"""Job dependencies: edges, and settling waiting jobs when their parents settle."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Sequence
 
+from shared.models.states import JobState
+from shared.store.queues import notify_ready
 from shared.store.rows import Executor
 from shared.store.sql import query
 
@@ -20,24 +22,29 @@ def add_dependencies(db: Executor, job_id: int, parent_ids: Sequence[int]) -> No
     db.execute(query("flag_parents"), {"ids": list(parent_ids)})
 
 
-def resolve_after(db: Executor, parent_id: int, now: datetime | None = None) -> list[tuple[int, str]]:
-    """Resolve the waiting dependents of a parent that just settled, cascading cancellations."""
-    waiting = list(db.execute(query("lock_waiting_dependents"), {"parent_id": parent_id}).scalars())
-    return resolve(db, waiting, now)
+def settle(
+    db: Executor, now: datetime | None = None, *, ended: Sequence[int] = (), waiting: Sequence[int] = ()
+) -> list[tuple[int, str]]:
+    """The one place waiting jobs are settled, in the caller's transaction: the waiting
+    dependents of `ended` (jobs that just reached a terminal state: a finish, a rescue, an
+    operator's cancel) and the `waiting` jobs named (a new dependent whose parent already
+    failed, the sweep's page).
 
-
-def resolve(db: Executor, job_ids: Sequence[int], now: datetime | None = None) -> list[tuple[int, str]]:
-    """Settle the given waiting jobs where their parents allow; (id, new state) pairs, including
-    the dependents of any job this cancelled, and theirs."""
+    A waiting job whose parents all succeeded becomes queued (scheduled while its run_at is
+    later); one with a failed or cancelled parent is cancelled naming it, and so are its own
+    dependents, transitively. The dispatcher is woken when any became runnable. Returns the
+    (id, new state) pairs."""
+    pending = list(waiting)
+    if ended:
+        pending.extend(db.execute(query("lock_waiting_dependents"), {"ids": list(ended)}).scalars())
     settled: list[tuple[int, str]] = []
-    pending = list(job_ids)
     while pending:
         rows = db.execute(query("resolve_waiting"), {"ids": pending, "now": now}).all()
         settled.extend((row.id, row.state) for row in rows)
-        pending = []
-        for row in rows:
-            if row.state == "cancelled" and row.has_dependents:
-                pending.extend(db.execute(query("lock_waiting_dependents"), {"parent_id": row.id}).scalars())
+        cancelled = [row.id for row in rows if row.state == JobState.CANCELLED and row.has_dependents]
+        pending = list(db.execute(query("lock_waiting_dependents"), {"ids": cancelled}).scalars()) if cancelled else []
+    if any(state != JobState.CANCELLED for _, state in settled):
+        notify_ready(db)
     return settled
 
 

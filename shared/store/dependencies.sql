@@ -14,10 +14,12 @@ UPDATE jobs SET has_dependents = true WHERE id = ANY(CAST(:ids AS bigint[])) AND
 INSERT INTO job_dependencies (job_id, depends_on_id) SELECT :job_id, unnest(CAST(:parents AS bigint[]));
 
 -- name: lock_waiting_dependents
--- The waiting dependents of a finished parent, locked: concurrent parents resolve them in turn,
--- each seeing the others' commits.
-SELECT j.id FROM job_dependencies d JOIN jobs j ON j.id = d.job_id
-WHERE d.depends_on_id = :parent_id AND j.state = 'waiting' ORDER BY j.id FOR UPDATE OF j;
+-- The waiting dependents of finished parents, locked in id order: concurrent parents resolve
+-- them in turn, each seeing the others' commits.
+SELECT j.id FROM jobs j
+WHERE j.id IN (SELECT d.job_id FROM job_dependencies d WHERE d.depends_on_id = ANY(CAST(:ids AS bigint[])))
+  AND j.state = 'waiting'
+ORDER BY j.id FOR UPDATE OF j;
 
 -- name: waiting_jobs
 -- A page of waiting jobs, for the periodic sweep that catches what no finish resolved.

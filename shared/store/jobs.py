@@ -187,9 +187,12 @@ def cancel_requests_for_worker(db: Executor, worker_id: str) -> list[tuple[int, 
     return [(r.id, r.attempt) for r in db.execute(query("cancel_requests_for_worker"), {"worker_id": worker_id}).all()]
 
 
-def force_cancel_overdue(db: Executor, grace_seconds: float, now: datetime | None = None) -> list[tuple[int, str | None]]:
-    """End jobs that ignored a cancel request for the grace period; (job id, task id) pairs."""
-    rows = db.execute(query("force_cancel_overdue"), {"grace": grace_seconds, "now": now}).all()
+def force_cancel_overdue(
+    db: Executor, grace_seconds: float, limit: int, now: datetime | None = None
+) -> list[tuple[int, str | None]]:
+    """End at most `limit` jobs that ignored a cancel request for the grace period; (job id,
+    task id) pairs."""
+    rows = db.execute(query("force_cancel_overdue"), {"grace": grace_seconds, "limit": limit, "now": now}).all()
     return [(r.job_id, r.task_id) for r in rows]
 
 

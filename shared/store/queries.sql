@@ -266,12 +266,17 @@ SELECT id, attempt FROM jobs
 WHERE state = 'running' AND worker_id = :worker_id AND cancel_requested_at IS NOT NULL;
 
 -- name: force_cancel_overdue
--- Running jobs asked to stop longer ago than the grace period end cancelled now; returns their
--- task ids so the scheduler can terminate the processes still running them.
-WITH overdue AS (
-    UPDATE jobs SET state = 'cancelled', finished_at = coalesce(:now, now()), worker_id = NULL
+-- Running jobs asked to stop longer ago than the grace period end cancelled now, at most :limit
+-- a round (oldest request first); returns their task ids so the scheduler can terminate the
+-- processes still running them.
+WITH picked AS (
+    SELECT id FROM jobs
     WHERE state = 'running' AND cancel_requested_at < coalesce(:now, now()) - make_interval(secs => :grace)
-    RETURNING id, attempt
+    ORDER BY cancel_requested_at LIMIT :limit FOR UPDATE SKIP LOCKED
+), overdue AS (
+    UPDATE jobs SET state = 'cancelled', finished_at = coalesce(:now, now()), worker_id = NULL
+    FROM picked WHERE jobs.id = picked.id
+    RETURNING jobs.id, jobs.attempt
 )
 UPDATE job_executions e SET state = 'cancelled', finished_at = coalesce(:now, now()),
        error_class = 'Cancelled', error_message = 'cancelled: the handler did not stop within the grace period'

@@ -1,6 +1,7 @@
 """Every statement of the hot path and of the roll-up stays an index scan with a million
 finished jobs (and their executions) in the tables: dispatch, claim, finish, promote, the two
-redispatches, the window counts, and the per-minute roll-up."""
+redispatches, the window counts, settling dependents, forced cancellations, and the per-minute
+roll-up."""
 
 from __future__ import annotations
 
@@ -75,6 +76,8 @@ def test_hot_statements_and_the_rollup_are_index_scans_at_a_million_finished_row
             "queues_with_work", "lock_queue", "queue_in_flight", "dispatch_queue", "claim_job", "finish_execution",
             "promote_scheduled", "redispatch_lost", "dispatched_before", "redispatch_vanished",
             "rollup_queue_metrics", "rollup_job_metrics",
+            # Settling dependents after a finish, a rescue or a cancel; the rescuer's forced cancellations.
+            "lock_waiting_dependents", "resolve_waiting", "force_cancel_overdue",
         ]
         plans = {name: _plan(connection, name, dict(params, now=now) if name.startswith("rollup") else params)
                  for name in statements}

@@ -63,9 +63,9 @@ def test_dependent_waits_then_runs_when_parents_succeed(db):
     assert get_job(child.id).state == "waiting"
     with db.session() as session:
         session.execute(text("UPDATE jobs SET state = 'succeeded', finished_at = now() WHERE id = ANY(:ids)"), {"ids": parents[:2]})
-        assert dependency_store.resolve(session, [child.id]) == []
+        assert dependency_store.settle(session, waiting=[child.id]) == []
         session.execute(text("UPDATE jobs SET state = 'succeeded', finished_at = now() WHERE id = :i"), {"i": parents[2]})
-        assert dependency_store.resolve_after(session, parents[2]) == [(child.id, "queued")]
+        assert dependency_store.settle(session, ended=[parents[2]]) == [(child.id, "queued")]
 
 
 def test_failed_parent_cancels_dependents_and_theirs_naming_it(db):
