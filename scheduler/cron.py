@@ -17,7 +17,7 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from shared.clock import Clock, sql_now
+from shared.clock import Clock
 from shared.crontime import parse, plan_fires
 from shared.db import Database
 from shared.errors import ValidationError
@@ -90,11 +90,11 @@ class CronService(Service):
         if not self._synced:
             self.sync()
         with self.database.session() as session:
-            now, due = store.lock_due_schedules(session, ROUND_LIMIT, sql_now(self.clock))
+            now, due = store.lock_due_schedules(session, ROUND_LIMIT, self.clock.sql_now())
             fired = sum(self._fire(session, row, now) for row in due if now is not None)
             if fired:
                 queue_store.notify_ready(session)  # the dispatcher picks the jobs up at once
-            until = 0.0 if len(due) == ROUND_LIMIT else store.seconds_until_next_fire(session, sql_now(self.clock))
+            until = 0.0 if len(due) == ROUND_LIMIT else store.seconds_until_next_fire(session, self.clock.sql_now())
             # An absolute deadline: the commit below must not push the next wake-up later.
             self._wake_at = None if until is None else time.monotonic() + until
         self.fired_total += fired
@@ -137,7 +137,7 @@ class CronService(Service):
             state = JobState.SCHEDULED if run_at > now else JobState.QUEUED
             metadata = {"schedule": row.name, **({"misfired": True} if missed else {})}
             rows.append((fire_time, run_at, str(state), metadata))
-        inserted = store.insert_schedule_jobs(session, job, rows, sql_now(self.clock))
+        inserted = store.insert_schedule_jobs(session, job, rows, self.clock.sql_now())
         store.advance_schedule(session, row.id, plan.next_fire_at, last)
         return len(inserted)
 

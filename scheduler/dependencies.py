@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from shared.clock import Clock, sql_now
+from shared.clock import Clock
 from shared.db import Database
 from shared.store import dependencies as dependency_store
 from scheduler.service import Service
@@ -34,7 +34,7 @@ class DependencySweep(Service):
                 page = dependency_store.waiting_page(session, after, PAGE)
                 if not page:
                     break
-                done = dependency_store.settle(session, sql_now(self.clock), waiting=page)
+                done = dependency_store.settle(session, self.clock.sql_now(), waiting=page)
             settled += len(done)
             after = page[-1]
         if settled:

@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from shared.broker import publish, publisher
-from shared.clock import Clock, sql_now
+from shared.clock import Clock
 from shared.db import Database
 from shared.errors import BrokerError, PlatformError, ServiceUnavailable
 from shared.jobtypes.registry import Registry, io_lane
@@ -137,7 +137,7 @@ class Dispatcher(Service):
     def tick(self) -> int:
         self._wake_in = float("inf")
         self._windows_full = False
-        now = sql_now(self.clock)
+        now = self.clock.sql_now()
         if time.monotonic() - self._last_promote >= PROMOTE_EVERY_SECONDS:
             self._last_promote = time.monotonic()
             self._promote(now)
@@ -183,7 +183,7 @@ class Dispatcher(Service):
             return 0
 
     def _dispatch_round(self, name: str) -> int:
-        now = sql_now(self.clock)
+        now = self.clock.sql_now()
         with self.database.session() as session:
             queue, room = self._locked_room(session, name)
             if queue is None:
@@ -212,7 +212,7 @@ class Dispatcher(Service):
         """The round again, one job at a time: ids in dispatch order, then each job loaded and
         moved in a savepoint of its own (under limits, the choice is made among the jobs that
         loaded). Page-reading past limited keys is left to the next, fast, round."""
-        now = sql_now(self.clock)
+        now = self.clock.sql_now()
         with self.database.session() as session:
             queue, room = self._locked_room(session, name)
             if queue is None or room <= 0:
@@ -330,7 +330,7 @@ class Dispatcher(Service):
         return room
 
     def _redispatch(self) -> int:
-        now = sql_now(self.clock)
+        now = self.clock.sql_now()
         after, limit = self.settings.redispatch_after_seconds, self.settings.dispatch_batch
         try:
             with self.database.session() as session:
@@ -354,7 +354,7 @@ class Dispatcher(Service):
         """Republish the dispatched jobs whose messages the broker no longer holds (a FLUSHALL, a
         Redis restart without persistence), within seconds instead of the redispatch timeout.
         The update refreshes only rows still `dispatched`, so a job that runs is never sent."""
-        now = sql_now(self.clock)
+        now = self.clock.sql_now()
         with self.database.session() as session:
             candidates = job_store.dispatched_before(session, VANISHED_GRACE_SECONDS, self.settings.dispatch_batch, now)
         if not candidates:
@@ -410,7 +410,7 @@ class Dispatcher(Service):
                 if is_outage(exc):
                     raise
                 with self.database.session() as session:
-                    self._fail_alone(session, job.id, f"publish failed: {describe(exc)}", sql_now(self.clock))
+                    self._fail_alone(session, job.id, f"publish failed: {describe(exc)}", self.clock.sql_now())
 
     def wait(self, stop: threading.Event, did: int) -> None:
         """Moved jobs: look again almost at once. A window full: look again soon (workers are

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from shared.clock import Clock, sql_now
+from shared.clock import Clock
 from shared.db import Database
 from shared.store import leases
 
@@ -29,7 +29,7 @@ class LeaderElection:
     def renew(self) -> bool:
         try:
             with self.database.session() as session:
-                held = leases.hold_lease(session, LEASE_NAME, self.holder, self.ttl_seconds, sql_now(self.clock))
+                held = leases.hold_lease(session, LEASE_NAME, self.holder, self.ttl_seconds, self.clock.sql_now())
         except Exception as exc:  # noqa: BLE001 - cannot prove we hold it: act as a follower
             log.warning("lease renewal failed: %s", exc)
             held = False

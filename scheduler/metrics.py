@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
-from shared.clock import Clock, sql_now
+from shared.clock import Clock, SystemClock
 from shared.db import Database
 from shared.errors import PlatformError
 from shared.settings import Settings
@@ -120,7 +120,7 @@ class SchedulerCollector:
         self.refresh_seconds = refresh_seconds
         self.settings = settings
         self.supervisor = supervisor
-        self.clock = clock
+        self.clock = clock or SystemClock()
         self.cron_lateness = LatenessHistogram(CRON_LATENESS_BUCKETS)
         self._cron = CronFireReader()
         self._lock = threading.Lock()
@@ -170,7 +170,7 @@ class SchedulerCollector:
             return self._cached
 
     def _read(self) -> list[Metric]:
-        now = sql_now(self.clock)
+        now = self.clock.sql_now()
         with self.database.session() as session:
             queues = ops.queue_overview(session, now)
             overdue = ops.oldest_overdue_scheduled(session, now)

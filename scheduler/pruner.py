@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from shared.clock import Clock, sql_now
+from shared.clock import Clock
 from shared.db import Database
 from shared.settings import Settings
 from shared.store import maintenance
@@ -48,15 +48,15 @@ class Pruner(Service):
             while budget > 0:
                 with self.database.session() as session:
                     count = maintenance.prune_finished_jobs(
-                        session, queue.name, queue.retention_seconds, self.batch, sql_now(self.clock)
+                        session, queue.name, queue.retention_seconds, self.batch, self.clock.sql_now()
                     )
                 deleted += count
                 if count < self.batch:
                     break
                 budget -= 1
         with self.database.session() as session:
-            maintenance.prune_stopped_workers(session, self.worker_retention, self.batch, sql_now(self.clock))
-            maintenance.prune_metrics(session, self.metrics_retention, self.batch, sql_now(self.clock))
+            maintenance.prune_stopped_workers(session, self.worker_retention, self.batch, self.clock.sql_now())
+            maintenance.prune_metrics(session, self.metrics_retention, self.batch, self.clock.sql_now())
         self._behind = budget == 0
         if deleted:
             log.info("pruned %d finished jobs%s", deleted, " (more remain)" if self._behind else "")

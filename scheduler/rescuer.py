@@ -18,7 +18,7 @@ import threading
 
 from celery import Celery
 
-from shared.clock import Clock, sql_now
+from shared.clock import Clock
 from shared.db import Database
 from shared.jobtypes.registry import Registry
 from shared.settings import Settings
@@ -55,7 +55,7 @@ class Rescuer(Service):
 
     def tick(self) -> int:
         stale, batch = self.settings.worker_stale_after_seconds, self.settings.rescue_batch_size
-        now = sql_now(self.clock)
+        now = self.clock.sql_now()
         with self.database.session() as session:
             queue_store.mark_workers_stopped(session, stale, now)
             rescued = job_store.rescue_orphans(session, stale, self.policy, batch, now)

@@ -13,7 +13,7 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
-from shared.clock import Clock, sql_now
+from shared.clock import Clock
 from shared.db import Database
 from shared.settings import Settings
 from shared.store import maintenance
@@ -44,7 +44,7 @@ class Rollup(Service):
     def tick(self) -> int:
         """Roll up the complete minutes not yet final; returns how many were written."""
         with self.database.session() as session:
-            now = maintenance.database_now(session, sql_now(self.clock))
+            now = maintenance.database_now(session, self.clock.sql_now())
             stop = floor_minute(now)
             start = stop - RECOMPUTE_MINUTES * MINUTE
             latest = maintenance.latest_queue_metrics_bucket(session)

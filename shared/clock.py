@@ -1,8 +1,15 @@
 """Time, injected.
 
 Everything that asks "what time is it" takes a `Clock`, so tests move time instead of sleeping.
-SQL that needs the time takes it as a parameter (`coalesce(:now, now())`): passing `None` uses
-the database's clock, passing a value moves the database's idea of now too.
+Two questions, two methods:
+
+- `now()`: the host's time, for what the host itself measures (when to wake, a log line's
+  time, a request's signature).
+- `sql_now()`: the `:now` every job statement takes (`coalesce(:now, now())`). The system
+  clock answers None, so the database's own clock decides: every time written on a job (its
+  `run_at` after a delay or a retry's backoff included, computed in SQL from a duration) comes
+  from one clock, the server's, and application hosts with skewed clocks never disagree with
+  it. A frozen clock answers its fixed time, which moves the database's idea of now too.
 """
 
 from __future__ import annotations
@@ -14,19 +21,26 @@ from typing import Protocol
 
 class Clock(Protocol):
     def now(self) -> datetime:
-        """The current time, timezone-aware (UTC)."""
+        """The current time, timezone-aware (UTC), as this host sees it."""
+        ...
+
+    def sql_now(self) -> datetime | None:
+        """The `:now` to pass to SQL: None to let the database's clock decide, or a fixed time."""
         ...
 
 
 class SystemClock:
-    """The real time."""
+    """The real time: the host's for `now()`, the database's in SQL."""
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
 
+    def sql_now(self) -> None:
+        return None
+
 
 class FrozenClock:
-    """A clock that only moves when told to: for tests."""
+    """A clock that only moves when told to: for tests. SQL sees the same fixed time."""
 
     def __init__(self, start: datetime | None = None) -> None:
         if start is not None and start.tzinfo is None:
@@ -37,6 +51,9 @@ class FrozenClock:
     def now(self) -> datetime:
         with self._lock:
             return self._now
+
+    def sql_now(self) -> datetime:
+        return self.now()
 
     def advance(self, delta: timedelta | float) -> datetime:
         step = delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
@@ -49,11 +66,3 @@ class FrozenClock:
             raise ValueError("FrozenClock.set needs a timezone-aware time")
         with self._lock:
             self._now = when
-
-
-def sql_now(clock: Clock | None) -> datetime | None:
-    """The `:now` to pass to SQL: None for the real clock, so the database's own clock decides
-    (no skew between application hosts and the server), else the injected time."""
-    if clock is None or isinstance(clock, SystemClock):
-        return None
-    return clock.now()

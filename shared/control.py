@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import inputs
-from shared.clock import Clock, sql_now
+from shared.clock import Clock, SystemClock
 from shared.db import Database, get_database
 from shared.errors import InputInvalid, InvalidTransition, JobNotFound, UnknownQueue
 from shared.store import control as control_store
@@ -54,7 +54,7 @@ def retry_job(job_id: int, *, database: Database | None = None, clock: Clock | N
     """Queue a failed or cancelled job again, allowing it one more attempt."""
     job_id = inputs.job_id(job_id)
     with (database or get_database()).session() as session:
-        if not control_store.retry_job(session, job_id, sql_now(clock)):
+        if not control_store.retry_job(session, job_id, (clock or SystemClock()).sql_now()):
             _refuse(session, job_id, "retried", "failed or cancelled")
         queue_store.notify_ready(session)
 
@@ -67,7 +67,7 @@ def cancel_job(job_id: int, reason: str = "cancelled by operator", *, database: 
     text (NUL dropped, lone surrogates replaced) and cut to 1,000 characters."""
     job_id = inputs.job_id(job_id)
     reason = inputs.reason(reason)
-    now = sql_now(clock)
+    now = (clock or SystemClock()).sql_now()
     with (database or get_database()).session() as session:
         if control_store.cancel_waiting_job(session, job_id, reason, now):
             dependency_store.settle(session, now, ended=[job_id])

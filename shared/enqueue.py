@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from pydantic import BaseModel
 
 from shared import inputs
-from shared.clock import Clock, SystemClock, sql_now
+from shared.clock import Clock, SystemClock
 from shared.db import Database, get_database, translate_errors
 from shared.errors import PayloadInvalid, UnknownQueue, ValidationError
 from shared.jobtypes.registry import JobType, registry
@@ -79,13 +79,13 @@ class _Options:
     queue: str
     priority: int
     run_at: datetime | None
-    state: str
+    delay: timedelta | None  # a duration: the store adds it to the database's now
     max_attempts: int
     timeout_seconds: float | None
 
 
 def _options(
-    job_type: JobType[BaseModel], clock: Clock, queue: Any, priority: Any,
+    job_type: JobType[BaseModel], queue: Any, priority: Any,
     run_at: Any, delay: Any, max_attempts: Any, timeout: Any,
 ) -> _Options:
     settings = get_settings()
@@ -96,16 +96,14 @@ def _options(
     if run_at is not None:
         run_at = inputs.moment(run_at, "run_at")
     if delay is not None:
-        run_at = clock.now() + timedelta(seconds=inputs.seconds(delay, "delay", 0, inputs.DELAY_MAX_SECONDS))
-    future = run_at is not None and run_at > clock.now()
+        delay = timedelta(seconds=inputs.seconds(delay, "delay", 0, inputs.DELAY_MAX_SECONDS))
     attempts = max_attempts if max_attempts is not None else job_type.max_attempts or settings.default_max_attempts
     attempts = inputs.integer(attempts, "max_attempts", 1, inputs.MAX_ATTEMPTS_MAX)
     timeout = timeout if timeout is not None else job_type.timeout_seconds
     if timeout is not None:
         timeout = inputs.seconds(timeout, "timeout", inputs.TIMEOUT_MIN_SECONDS, inputs.TIMEOUT_MAX_SECONDS)
     return _Options(
-        queue=queue, priority=priority, run_at=run_at,
-        state=JobState.SCHEDULED if future else JobState.QUEUED, max_attempts=attempts, timeout_seconds=timeout,
+        queue=queue, priority=priority, run_at=run_at, delay=delay, max_attempts=attempts, timeout_seconds=timeout,
     )
 
 
@@ -149,7 +147,7 @@ def enqueue(
     clock = clock or SystemClock()
     declared = inputs.job_type(job_type, registry)
     payload_json, model = inputs.payload(declared, {} if payload is None else payload, get_settings().max_payload_bytes)
-    options = _options(declared, clock, queue, priority, run_at, delay, max_attempts, timeout)
+    options = _options(declared, queue, priority, run_at, delay, max_attempts, timeout)
     period = inputs.seconds(
         declared.unique_for_seconds if unique_for is None else unique_for, "unique_for", 0, inputs.UNIQUE_FOR_MAX_SECONDS
     )
@@ -157,10 +155,10 @@ def enqueue(
     if unique_key is not None and unique_key != "":
         unique_key = inputs.key(unique_key, "unique_key")
     row = NewJob(
-        type=declared.name, queue=options.queue, state=options.state, priority=options.priority,
+        type=declared.name, queue=options.queue, state=JobState.QUEUED, priority=options.priority,
         payload_json=payload_json, metadata_json=inputs.json_object(metadata, "metadata"),
         max_attempts=options.max_attempts, timeout_seconds=options.timeout_seconds, run_at=options.run_at,
-        limit_key=limit_key(declared, model),
+        delay=options.delay, limit_key=limit_key(declared, model),
         unique_key=unique_key or _key(declared.name, model, declared.unique_by),
         unique_period_seconds=period,
     )
@@ -171,9 +169,9 @@ def enqueue(
         if parents:
             return _enqueue_dependent(session, row, parents, clock)
         if row.unique_key is not None:
-            job_id, inserted = job_store.insert_unique_job(session, row, sql_now(clock))
+            job_id, inserted = job_store.insert_unique_job(session, row, clock.sql_now())
             return Enqueued(job_id, duplicate=not inserted)
-        return Enqueued(job_store.insert_jobs(session, [row], sql_now(clock))[0])
+        return Enqueued(job_store.insert_jobs(session, [row], clock.sql_now())[0])
 
 
 def _enqueue_dependent(session: Executor, row: NewJob, parents: list[int], clock: Clock) -> Enqueued:
@@ -184,11 +182,11 @@ def _enqueue_dependent(session: Executor, row: NewJob, parents: list[int], clock
         raise ValidationError(f"depends_on names jobs that do not exist: {missing[:10]}", field="depends_on")
     all_done = all(state == JobState.SUCCEEDED for state in states.values())
     waiting = row if all_done else replace(row, state=JobState.WAITING)
-    job_id = job_store.insert_jobs(session, [waiting], sql_now(clock))[0]
+    job_id = job_store.insert_jobs(session, [waiting], clock.sql_now())[0]
     dependency_store.add_dependencies(session, job_id, parents)
     if not all_done:
         # Settles it now when a parent already failed or was cancelled.
-        dependency_store.settle(session, sql_now(clock), waiting=[job_id])
+        dependency_store.settle(session, clock.sql_now(), waiting=[job_id])
     return Enqueued(job_id)
 
 
@@ -219,7 +217,7 @@ def enqueue_many(
     """
     clock = clock or SystemClock()
     declared = inputs.job_type(job_type, registry)
-    options = _options(declared, clock, queue, priority, run_at, delay, max_attempts, timeout)
+    options = _options(declared, queue, priority, run_at, delay, max_attempts, timeout)
     limit = get_settings().max_payload_bytes
     metadata_json = inputs.json_object(metadata, "metadata")
     if isinstance(payloads, (str, bytes, Mapping, BaseModel)) or not isinstance(payloads, Iterable):
@@ -231,14 +229,14 @@ def enqueue_many(
         except ValidationError as exc:
             raise type(exc)(f"payloads[{index}]: {exc}", field=f"payloads[{index}]", **_detail(exc)) from None
         rows.append(NewJob(
-            type=declared.name, queue=options.queue, state=options.state, priority=options.priority,
+            type=declared.name, queue=options.queue, state=JobState.QUEUED, priority=options.priority,
             payload_json=payload_json, metadata_json=metadata_json, max_attempts=options.max_attempts,
-            timeout_seconds=options.timeout_seconds, run_at=options.run_at,
+            timeout_seconds=options.timeout_seconds, run_at=options.run_at, delay=options.delay,
             limit_key=limit_key(declared, model),
         ))
     with translate_errors():
         queue_names.check(session, options.queue)
-        return job_store.insert_jobs(session, rows, sql_now(clock))
+        return job_store.insert_jobs(session, rows, clock.sql_now())
 
 
 def _detail(exc: ValidationError) -> dict[str, Any]:

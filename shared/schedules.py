@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel
 
 from shared import inputs
-from shared.clock import Clock, SystemClock, sql_now
+from shared.clock import Clock, SystemClock
 from shared.crontime import CronSpec, next_fire, parse
 from shared.db import Database, get_database
 # The same payload and limit-key rules as enqueue.
@@ -33,6 +33,7 @@ from shared.jobtypes.registry import JobType, Registry, registry as default_regi
 from shared.models.platform import PRIORITY_MAX, PRIORITY_MIN, QUEUE_NAME_PATTERN
 from shared.models.states import MisfirePolicy
 from shared.settings import get_settings
+from shared.store import maintenance
 from shared.store import queues as queue_store
 from shared.store import schedules as store
 from shared.store.rows import Executor
@@ -142,6 +143,12 @@ def declared_schedules() -> list[ScheduleFields]:
         return [_declared[name] for name in sorted(_declared)]
 
 
+def _now(db: Executor, clock: Clock) -> datetime:
+    """The time a schedule's next fire is counted from: the database's (or a frozen clock's),
+    the one the cron service compares fire times with, never this host's."""
+    return maintenance.database_now(db, clock.sql_now())
+
+
 def _check_queue(db: Executor, queue: str) -> None:
     known = {q.name for q in queue_store.list_queues(db)}
     if queue not in known:
@@ -156,11 +163,12 @@ def sync_declared(
     clock = clock or SystemClock()
     outcomes: dict[str, str] = {}
     for fields in declared_schedules() if definitions is None else definitions:
-        first = next_fire(parse(fields.cron, fields.timezone), clock.now())
+        spec = parse(fields.cron, fields.timezone)
         try:
             with (database or get_database()).session() as session:
                 _check_queue(session, fields.queue)
-                outcomes[fields.name] = store.sync_code_schedule(session, fields, first, sql_now(clock))
+                first = next_fire(spec, _now(session, clock))
+                outcomes[fields.name] = store.sync_code_schedule(session, fields, first, clock.sql_now())
         except ScheduleInvalid as exc:
             outcomes[fields.name] = f"invalid: {exc}"
     return outcomes
@@ -173,10 +181,11 @@ def add_schedule(
     """Create a schedule at run time (source 'api'). Options as for `schedule()`."""
     clock = clock or SystemClock()
     fields = define(job_type, cron=cron, name=name, **options)
-    first = next_fire(_spec(fields.cron, fields.timezone), clock.now())
+    spec = _spec(fields.cron, fields.timezone)
     with (database or get_database()).session() as session:
         _check_queue(session, fields.queue)
-        row = store.insert_schedule(session, fields, "api", first, sql_now(clock))
+        first = next_fire(spec, _now(session, clock))
+        row = store.insert_schedule(session, fields, "api", first, clock.sql_now())
     if row is None:
         raise ScheduleInvalid(f"a schedule named {name!r} exists", field="name")
     return row
@@ -213,7 +222,9 @@ def set_cron(
     with (database or get_database()).session() as session:
         zone = timezone if timezone is not None else _existing(session, name).timezone
         spec = _spec(cron, zone)
-        row = store.set_schedule_cron(session, name, spec.expression, zone, next_fire(spec, clock.now()), sql_now(clock))
+        row = store.set_schedule_cron(
+            session, name, spec.expression, zone, next_fire(spec, _now(session, clock)), clock.sql_now()
+        )
         if row is None:
             raise NotFound(f"no schedule named {name!r}", schedule=name)
         return row
@@ -225,15 +236,16 @@ def enable_schedule(name: str, *, database: Database | None = None, clock: Clock
     clock = clock or SystemClock()
     with (database or get_database()).session() as session:
         current = _existing(session, name)
-        upcoming = next_fire(parse(current.cron, current.timezone), clock.now())
-        row = store.set_schedule_enabled(session, name, True, upcoming, sql_now(clock))
+        upcoming = next_fire(parse(current.cron, current.timezone), _now(session, clock))
+        row = store.set_schedule_enabled(session, name, True, upcoming, clock.sql_now())
         return row or _existing(session, name)
 
 
 def disable_schedule(name: str, *, database: Database | None = None, clock: Clock | None = None) -> ScheduleRow:
     name = _lookup(name)
+    clock = clock or SystemClock()
     with (database or get_database()).session() as session:
-        row = store.set_schedule_enabled(session, name, False, None, sql_now(clock))
+        row = store.set_schedule_enabled(session, name, False, None, clock.sql_now())
         return row or _existing(session, name)
 
 
@@ -261,13 +273,14 @@ def fire_job(row: ScheduleRow, registry: Registry = default_registry) -> FireJob
 def run_schedule_now(name: str, *, database: Database | None = None, clock: Clock | None = None) -> int:
     """Enqueue one job of the schedule now, outside its cron (no fire time); returns its id."""
     name = _lookup(name)
+    clock = clock or SystemClock()
     with (database or get_database()).session() as session:
         row = _existing(session, name)
         try:
             job = fire_job(row)
         except ValidationError as exc:
             raise ScheduleInvalid(f"schedule {name!r} cannot run: {exc}", field=exc.field or "job_type") from None
-        job_id = store.insert_manual_run(session, job, {"schedule": name, "trigger": "manual"}, sql_now(clock))
+        job_id = store.insert_manual_run(session, job, {"schedule": name, "trigger": "manual"}, clock.sql_now())
         queue_store.notify_ready(session)
         return job_id
 

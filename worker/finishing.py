@@ -1,10 +1,13 @@
-"""From how a handler ended to what the store records: a pure decision, easy to test."""
+"""From how a handler ended to what the store records: a pure decision, easy to test.
+
+A retry, a backoff or a snooze is decided here as a duration (`Finish.delay`); the store adds it
+to the database's now (or an injected clock's) in SQL, so no host clock ever sets a `run_at`."""
 
 from __future__ import annotations
 
 import random
 import traceback as tb
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -27,7 +30,6 @@ def backoff_seconds(attempt: int, base: float, maximum: float, jitter: float, rn
 def decide(
     job: ClaimedJob,
     ended: object,
-    now: datetime,
     *,
     backoff_base: float,
     backoff_max: float,
@@ -35,7 +37,7 @@ def decide(
 ) -> Finish:
     """`ended` is the handler's return value, or the exception it raised."""
     if isinstance(ended, Snooze):
-        return Finish(JobState.SCHEDULED, ExecutionState.SNOOZED, run_at=now + timedelta(seconds=ended.after), extra_attempts=1)
+        return Finish(JobState.SCHEDULED, ExecutionState.SNOOZED, delay=timedelta(seconds=ended.after), extra_attempts=1)
     if isinstance(ended, Cancel):
         return Finish(JobState.CANCELLED, ExecutionState.CANCELLED, cancel_reason=_clip(ended.reason, MAX_ERROR_MESSAGE))
     if isinstance(ended, Discard):
@@ -43,11 +45,11 @@ def decide(
             JobState.FAILED, ExecutionState.DISCARDED, error_class="Discard", error_message=_clip(ended.reason, MAX_ERROR_MESSAGE)
         )
     if isinstance(ended, BaseException):
-        return _failure(job, ended, now, backoff_base, backoff_max, jitter)
+        return _failure(job, ended, backoff_base, backoff_max, jitter)
     return Finish(JobState.SUCCEEDED, ExecutionState.SUCCEEDED)
 
 
-def _failure(job: ClaimedJob, error: BaseException, now: datetime, base: float, maximum: float, jitter: float) -> Finish:
+def _failure(job: ClaimedJob, error: BaseException, base: float, maximum: float, jitter: float) -> Finish:
     timed_out = isinstance(error, SoftTimeLimitExceeded)
     execution_state = ExecutionState.TIMED_OUT if timed_out else ExecutionState.FAILED
     message = _clip(error, MAX_ERROR_MESSAGE)
@@ -62,7 +64,7 @@ def _failure(job: ClaimedJob, error: BaseException, now: datetime, base: float, 
     if job.attempt >= job.max_attempts:
         return Finish(JobState.FAILED, execution_state, error_class=type(error).__name__, error_message=message, traceback=trace)
     return Finish(
-        JobState.SCHEDULED, execution_state, run_at=now + timedelta(seconds=delay),
+        JobState.SCHEDULED, execution_state, delay=timedelta(seconds=delay),
         error_class=type(error).__name__, error_message=message, traceback=trace,
     )
 

@@ -10,11 +10,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable, Protocol
 
 from pydantic import ValidationError as PydanticValidationError
 
-from shared.clock import Clock, sql_now
+from shared.clock import Clock
 from shared.db import Database
 from shared.inputs import payload_problems
 from shared.errors import PlatformError
@@ -24,7 +25,7 @@ from shared.settings import Settings
 from shared.models.states import TERMINAL_JOB_STATES
 from shared.store import dependencies as dependency_store
 from shared.store import jobs as job_store
-from shared.store.rows import ClaimedJob, Finish
+from shared.store.rows import ClaimedJob, Finish, FinishWritten
 from worker.binding import Handler
 from worker.connection import JobConnectionPool
 from worker.context import JobContext, JobLogger
@@ -55,11 +56,13 @@ def _pause(seconds: float) -> None:
 
 @dataclass
 class Attempt:
-    """What a finished attempt reports to observers (metrics, logs)."""
+    """What a finished attempt reports to observers (metrics, logs); `run_at`: when the job is
+    due again (a retry, a snooze) as the store wrote it, when known."""
 
     job: ClaimedJob
     finish: Finish
     recorded: bool
+    run_at: datetime | None = None
 
 
 class Observer(Protocol):
@@ -131,8 +134,8 @@ class JobRunner:
 
     def _run(self, job_type: JobType[Any], handler: Handler, job_id: int, task_id: str | None) -> Attempt | None:
         job = self.connection.run(
-            lambda c: job_store.claim_job(c, job_id, job_type.name, self.worker_id, task_id, sql_now(self.clock)),
-            on_retry=lambda c: job_store.claim_job(c, job_id, job_type.name, self.worker_id, task_id, sql_now(self.clock))
+            lambda c: job_store.claim_job(c, job_id, job_type.name, self.worker_id, task_id, self.clock.sql_now()),
+            on_retry=lambda c: job_store.claim_job(c, job_id, job_type.name, self.worker_id, task_id, self.clock.sql_now())
             or job_store.reclaim_own_job(c, job_id, self.worker_id, task_id),
         )
         if job is None:
@@ -200,12 +203,12 @@ class JobRunner:
                 if finish is None:
                     self._flush_progress(context)
                     finish = decide(
-                        job, ended, self.clock.now(),
+                        job, ended,
                         backoff_base=job_type.backoff_base_seconds or self.settings.backoff_base_seconds,
                         backoff_max=job_type.backoff_max_seconds or self.settings.backoff_max_seconds,
                         jitter=self.settings.backoff_jitter,
                     )
-                recorded = self._record(job, finish, context, state)
+                written = self._record(job, finish, context, state)
                 break
             except Exception as exc:  # noqa: BLE001 - the database away, or an exception from a signal
                 state.tries += 1
@@ -219,9 +222,9 @@ class JobRunner:
                             job.id, job.attempt, exc, delay, extra={"job_id": job.id})
                 _pause(delay)
                 delay = min(delay * 2, FINISH_RETRY_MAX_DELAY)
-        if not recorded:
+        if not written.recorded:
             log.warning("job %s attempt %s ended after a newer attempt took over", job.id, job.attempt)
-        attempt = Attempt(job, finish, recorded)
+        attempt = Attempt(job, finish, written.recorded, written.run_at)
         _notify(lambda o: o.finished(attempt))
         return attempt
 
@@ -231,22 +234,23 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - progress is advisory; the end is what counts
             log.warning("job %s: last progress not written (%s)", context.job_id, exc)
 
-    def _record(self, job: ClaimedJob, finish: Finish, context: JobContext, state: "_Writes") -> bool:
+    def _record(self, job: ClaimedJob, finish: Finish, context: JobContext, state: "_Writes") -> FinishWritten:
         """Write the attempt's log lines and its end: one round trip each, in the common case."""
-        now = sql_now(self.clock)
+        now = self.clock.sql_now()
         lines = [(line.at, line.level, line.message) for line in context.logger.lines]
         if lines and not state.logs_written:
             self.connection.run(lambda c: job_store.insert_job_logs(c, job.id, job.attempt, lines))
         state.logs_written = True
-        recorded, has_dependents = self.connection.run(
+        written = self.connection.run(
             lambda c: job_store.finish_execution(c, job.id, job.attempt, job.execution_id, finish, now)
         )
-        if not recorded and state.tries:
+        if not written.recorded and state.tries:
             # An earlier try may have gone through with its reply lost: then the execution
             # already says how the attempt ended.
-            written = self.connection.run(lambda c: job_store.execution_state(c, job.execution_id))
-            recorded = has_dependents = written == finish.execution_state
-        if recorded and has_dependents and finish.job_state in TERMINAL_JOB_STATES:
+            found = self.connection.run(lambda c: job_store.execution_state(c, job.execution_id))
+            ours = found == finish.execution_state
+            written = FinishWritten(recorded=ours, has_dependents=ours)
+        if written.recorded and written.has_dependents and finish.job_state in TERMINAL_JOB_STATES:
             # Right away; should this fail (or the process die first), the scheduler's sweep
             # settles them.
             try:
@@ -254,7 +258,7 @@ class JobRunner:
                     dependency_store.settle(session, now, ended=[job.id])
             except Exception as exc:  # noqa: BLE001 - see above
                 log.warning("job %s: dependents left to the scheduler's sweep (%s)", job.id, exc)
-        return recorded
+        return written
 
     def _call(self, job_type: JobType[Any], handler: Handler, job: ClaimedJob, context: JobContext) -> object:
         try:

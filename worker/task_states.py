@@ -52,13 +52,13 @@ def report(attempt: Attempt | None) -> str:
     if state == ExecutionState.SUCCEEDED:
         return "succeeded"
     if state == ExecutionState.SNOOZED:
-        when = finish.run_at
+        when = attempt.run_at
         raise Retry(f"snoozed until {_at(when)}", exc=Snoozed(f"snoozed until {_at(when)}"), when=when)
     if state == ExecutionState.CANCELLED:
         raise AttemptFailed(f"Cancelled: {finish.cancel_reason or 'cancelled'}")
     message = f"{finish.error_class or state}: {finish.error_message or state}"
-    if finish.job_state == JobState.SCHEDULED and finish.run_at is not None:
-        message += f" (attempt {attempt.job.attempt} of {attempt.job.max_attempts}; next attempt at {_at(finish.run_at)})"
+    if finish.job_state == JobState.SCHEDULED and attempt.run_at is not None:
+        message += f" (attempt {attempt.job.attempt} of {attempt.job.max_attempts}; next attempt at {_at(attempt.run_at)})"
     raise AttemptFailed(message)
 
 

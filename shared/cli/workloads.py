@@ -9,11 +9,11 @@ shell history and `ps` would keep: they are prompted for without echo, or read f
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 
 import click
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from shared.cli.operator import TIME, database, emit_json, json_option, refusals_as_errors, table
 from shared.models.domain import ProxyHealthLog
@@ -41,10 +41,18 @@ def _secret(label: str) -> str:
     return value.strip()
 
 
-def _when(at: datetime | None, delay: float | None) -> datetime | None:
+def _one_time(at: datetime | None, delay: float | None) -> None:
     if at is not None and delay is not None:
         raise click.BadParameter("give --at or --in, not both", param_hint="--in")
-    return datetime.now(timezone.utc) + timedelta(seconds=delay) if delay is not None else at
+
+
+def _when(session: Any, at: datetime | None, delay: float | None) -> datetime | None:
+    """--at as given; --in counted from the database's clock, the one the fan-outs compare due
+    times with, never this host's."""
+    if delay is None:
+        return at
+    now: datetime = session.scalar(select(func.now()))
+    return now + timedelta(seconds=delay)
 
 
 def _rows(objects: Iterable[Any], columns: Iterable[str]) -> list[dict[str, Any]]:
@@ -219,9 +227,10 @@ def posts() -> None:
 def add_post(user_id: int, content: str, account_ids: tuple[int, ...], media_url: str | None,
              at: datetime | None, delay: float | None) -> None:
     """Schedule a post to one or more accounts."""
-    when = _when(at, delay)
+    _one_time(at, delay)
     post_id = _in_session(lambda s: post_service.create_post(
-        s, user_id=user_id, content=content, account_ids=account_ids, scheduled_at=when, media_url=media_url).id)
+        s, user_id=user_id, content=content, account_ids=account_ids, scheduled_at=_when(s, at, delay),
+        media_url=media_url).id)
     click.echo(f"post {post_id} (scheduled)")
 
 
@@ -280,8 +289,9 @@ def messages() -> None:
 @refusals_as_errors
 def add_message(user_id: int, text: str, at: datetime | None, delay: float | None) -> None:
     """Queue a message to the user's active Telegram connection."""
-    when = _when(at, delay)
-    message_id = _in_session(lambda s: message_service.create_message(s, user_id=user_id, text=text, send_at=when).id)
+    _one_time(at, delay)
+    message_id = _in_session(lambda s: message_service.create_message(
+        s, user_id=user_id, text=text, send_at=_when(s, at, delay)).id)
     click.echo(f"message {message_id} (pending)")
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from itertools import groupby
 from typing import Sequence
 
-from shared.store.rows import ClaimedJob, DispatchedJob, Executor, Finish, NewJob, QueueRow
+from shared.store.rows import ClaimedJob, DispatchedJob, Executor, Finish, FinishWritten, NewJob, QueueRow
 from shared.store.sql import query
 
 
@@ -22,7 +22,7 @@ def insert_jobs(db: Executor, jobs: Sequence[NewJob], now: datetime | None = Non
         params = {
             "type": first.type, "queue": first.queue, "state": first.state, "priority": first.priority,
             "metadata": first.metadata_json, "max_attempts": first.max_attempts, "timeout": first.timeout_seconds,
-            "run_at": first.run_at, "now": now,
+            "run_at": first.run_at, "delay": first.delay, "now": now,
             "payloads": "[" + ",".join(j.payload_json for j in batch) + "]",
             "limit_keys": keys if any(k is not None for k in keys) else None,
         }
@@ -33,7 +33,7 @@ def insert_jobs(db: Executor, jobs: Sequence[NewJob], now: datetime | None = Non
 
 def _shared_fields(job: NewJob) -> tuple[object, ...]:
     return (job.type, job.queue, job.state, job.priority, job.metadata_json, job.max_attempts,
-            job.timeout_seconds, job.run_at)
+            job.timeout_seconds, job.run_at, job.delay)
 
 
 def insert_unique_job(db: Executor, job: NewJob, now: datetime | None = None) -> tuple[int, bool]:
@@ -46,7 +46,7 @@ def insert_unique_job(db: Executor, job: NewJob, now: datetime | None = None) ->
     params = {
         "type": job.type, "queue": job.queue, "state": job.state, "priority": job.priority,
         "payload": job.payload_json, "metadata": job.metadata_json, "max_attempts": job.max_attempts,
-        "timeout": job.timeout_seconds, "run_at": job.run_at, "limit_key": job.limit_key,
+        "timeout": job.timeout_seconds, "run_at": job.run_at, "delay": job.delay, "limit_key": job.limit_key,
         "unique_key": job.unique_key, "unique_period": job.unique_period_seconds, "now": now,
     }
     key = {"unique_key": job.unique_key, "now": now}
@@ -163,19 +163,18 @@ def reclaim_own_job(db: Executor, job_id: int, worker_id: str, task_id: str | No
 
 def finish_execution(
     db: Executor, job_id: int, attempt: int, execution_id: int, finish: Finish, now: datetime | None = None
-) -> tuple[bool, bool]:
-    """Record an attempt's end. Returns (recorded, has_dependents); recorded is False when the
-    job moved on (a newer attempt owns it)."""
+) -> FinishWritten:
+    """Record an attempt's end; not recorded when the job moved on (a newer attempt owns it)."""
     params = {
         "job_id": job_id, "attempt": attempt, "execution_id": execution_id, "now": now,
-        "job_state": finish.job_state, "execution_state": finish.execution_state, "run_at": finish.run_at,
+        "job_state": finish.job_state, "execution_state": finish.execution_state, "delay": finish.delay,
         "extra_attempts": finish.extra_attempts, "error_class": finish.error_class,
         "error_message": finish.error_message, "traceback": finish.traceback, "cancel_reason": finish.cancel_reason,
     }
     row = db.execute(query("finish_execution"), params).first()
     if row is None:
-        return False, False
-    return bool(row.jobs_updated), bool(row.has_dependents)
+        return FinishWritten(recorded=False)
+    return FinishWritten(bool(row.jobs_updated), bool(row.has_dependents), row.run_at)
 
 
 def request_cancel_running(db: Executor, job_id: int, reason: str, now: datetime | None = None) -> bool:

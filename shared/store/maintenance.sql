@@ -48,7 +48,7 @@ WHERE (bucket, job_type) IN (SELECT bucket, job_type FROM job_metrics
 RETURNING bucket;
 
 -- name: database_now
--- The time a maintenance round works from: the injected clock, or the database's.
+-- The time a round works from (the roll-up; a schedule's next fire): the injected clock, or the database's.
 SELECT coalesce(CAST(:now AS timestamptz), now());
 
 -- name: latest_queue_metrics_bucket

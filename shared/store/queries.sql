@@ -5,23 +5,38 @@
 -- name: insert_jobs
 -- Bulk enqueue of jobs that share all but payload and limit key, in one statement: the payloads
 -- travel as one JSON array (one parameter to parse, not thousands) and the rest as scalars.
-WITH batch AS (SELECT CAST(:limit_keys AS text[]) AS keys)
+-- The due time is :run_at, else :delay after now, else now; a queued job due later is
+-- scheduled. Now is the database's clock (or an injected :now), never the enqueuing host's.
+WITH timing AS (
+    SELECT c.now, coalesce(CAST(:run_at AS timestamptz), c.now + CAST(:delay AS interval), c.now) AS run_at
+    FROM (SELECT coalesce(CAST(:now AS timestamptz), now()) AS now) AS c
+), batch AS (SELECT CAST(:limit_keys AS text[]) AS keys)
 INSERT INTO jobs (type, queue, state, priority, payload, metadata, max_attempts, timeout_seconds,
                   run_at, limit_key, created_at)
-SELECT CAST(:type AS text), CAST(:queue AS text), CAST(:state AS text), CAST(:priority AS smallint), p.value,
+SELECT CAST(:type AS text), CAST(:queue AS text),
+       CASE WHEN CAST(:state AS text) = 'queued' AND t.run_at > t.now THEN 'scheduled' ELSE CAST(:state AS text) END,
+       CAST(:priority AS smallint), p.value,
        CAST(:metadata AS jsonb), CAST(:max_attempts AS integer), CAST(:timeout AS double precision),
-       coalesce(CAST(:run_at AS timestamptz), :now, now()), batch.keys[p.n], coalesce(:now, now())
-FROM jsonb_array_elements(CAST(:payloads AS jsonb)) WITH ORDINALITY AS p(value, n), batch
+       t.run_at, batch.keys[p.n], t.now
+FROM jsonb_array_elements(CAST(:payloads AS jsonb)) WITH ORDINALITY AS p(value, n), batch, timing t
 ORDER BY p.n
 RETURNING id;
 
 -- name: insert_unique_job
--- Enqueue one job with a unique key; returns nothing when another job holds the key.
+-- Enqueue one job with a unique key; returns nothing when another job holds the key. Due time
+-- and state as in insert_jobs.
+WITH timing AS (
+    SELECT c.now, coalesce(CAST(:run_at AS timestamptz), c.now + CAST(:delay AS interval), c.now) AS run_at
+    FROM (SELECT coalesce(CAST(:now AS timestamptz), now()) AS now) AS c
+)
 INSERT INTO jobs (type, queue, state, priority, payload, metadata, max_attempts, timeout_seconds,
                   run_at, limit_key, unique_key, unique_period_seconds, created_at)
-VALUES (:type, :queue, :state, :priority, CAST(:payload AS jsonb), CAST(:metadata AS jsonb), :max_attempts,
-        :timeout, coalesce(CAST(:run_at AS timestamptz), :now, now()), :limit_key, :unique_key, :unique_period,
-        coalesce(:now, now()))
+SELECT CAST(:type AS text), CAST(:queue AS text),
+       CASE WHEN CAST(:state AS text) = 'queued' AND t.run_at > t.now THEN 'scheduled' ELSE CAST(:state AS text) END,
+       CAST(:priority AS smallint), CAST(:payload AS jsonb), CAST(:metadata AS jsonb),
+       CAST(:max_attempts AS integer), CAST(:timeout AS double precision), t.run_at, CAST(:limit_key AS text),
+       CAST(:unique_key AS text), CAST(:unique_period AS double precision), t.now
+FROM timing t
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND NOT unique_released
 DO NOTHING
 RETURNING id;
@@ -119,9 +134,10 @@ SELECT claimed.*, execution.id AS execution_id FROM claimed, execution;
 -- name: finish_execution
 -- Record how an attempt ended, on the job and its execution, in one round trip. A late report
 -- from an attempt the rescuer already gave up on still counts while no newer attempt started.
+-- A retry or snooze is due :delay after the database's now (or an injected :now).
 WITH job AS (
     UPDATE jobs SET state = :job_state,
-                    run_at = coalesce(CAST(:run_at AS timestamptz), run_at),
+                    run_at = coalesce(coalesce(CAST(:now AS timestamptz), now()) + CAST(:delay AS interval), run_at),
                     finished_at = CASE WHEN :job_state IN ('succeeded', 'failed', 'cancelled')
                                        THEN coalesce(:now, now()) END,
                     max_attempts = max_attempts + :extra_attempts,
@@ -134,12 +150,13 @@ WITH job AS (
       -- Only while the execution is open: a finish retried after a lost reply changes nothing.
       AND EXISTS (SELECT 1 FROM job_executions
                   WHERE id = :execution_id AND job_id = :job_id AND state IN ('running', 'lost'))
-    RETURNING id, has_dependents
+    RETURNING id, has_dependents, run_at
 )
 UPDATE job_executions SET state = :execution_state, finished_at = coalesce(:now, now()),
                           error_class = :error_class, error_message = :error_message, traceback = :traceback
 WHERE id = :execution_id AND state IN ('running', 'lost')
-RETURNING (SELECT count(*) FROM job) AS jobs_updated, coalesce((SELECT bool_or(has_dependents) FROM job), false) AS has_dependents;
+RETURNING (SELECT count(*) FROM job) AS jobs_updated, coalesce((SELECT bool_or(has_dependents) FROM job), false) AS has_dependents,
+          (SELECT max(run_at) FROM job) AS run_at;
 
 -- name: heartbeat_clock
 -- Fix the heartbeat transaction's time before the process reads its holdings: every claim

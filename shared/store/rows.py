@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Union
 
 from sqlalchemy import Connection
@@ -14,7 +14,11 @@ Executor = Union[Session, Connection]
 
 @dataclass(frozen=True)
 class NewJob:
-    """A validated job, ready to insert (payload and metadata already JSON text)."""
+    """A validated job, ready to insert (payload and metadata already JSON text).
+
+    `state` is `queued` or `waiting`; the insert makes a queued job `scheduled` when its run_at
+    is later than now. `run_at` is an instant the caller named; else `delay` after now; else
+    now, where now is the database's clock (or an injected one), never this host's."""
 
     type: str
     queue: str
@@ -28,6 +32,7 @@ class NewJob:
     limit_key: str | None = None
     unique_key: str | None = None
     unique_period_seconds: float = 0.0
+    delay: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -84,10 +89,20 @@ class Finish:
 
     job_state: str
     execution_state: str
-    run_at: datetime | None = None
+    delay: timedelta | None = None  # scheduled again this long after the database's now
     extra_attempts: int = 0
     error_class: str | None = None
     error_message: str | None = None
     traceback: str | None = None
     cancel_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FinishWritten:
+    """What writing an attempt's end did: whether it was recorded, whether the job has
+    dependents to settle, and the job's due time as written (a retry's, by the database's clock)."""
+
+    recorded: bool
+    has_dependents: bool = False
+    run_at: datetime | None = None

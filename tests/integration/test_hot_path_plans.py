@@ -68,7 +68,7 @@ def test_hot_statements_and_the_rollup_are_index_scans_at_a_million_finished_row
         params = {
             "queue": "default", "limit": 100, "now": None, "job_id": 5, "job_type": "test.record", "worker_id": "w",
             "task_id": "t", "attempt": 1, "execution_id": 5, "job_state": "succeeded", "execution_state": "succeeded",
-            "run_at": None, "extra_attempts": 0, "error_class": None, "error_message": None, "traceback": None,
+            "delay": None, "extra_attempts": 0, "error_class": None, "error_message": None, "traceback": None,
             "cancel_reason": None, "after": 60.0, "grace": 1.0, "ids": [1, 2, 3],
             "start": stop - timedelta(minutes=3), "stop": stop, "snapshot_bucket": stop - timedelta(minutes=1),
         }

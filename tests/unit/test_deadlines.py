@@ -55,6 +55,6 @@ def test_a_timed_out_attempt_is_recorded_timed_out() -> None:
     now = datetime.now(timezone.utc)
     job = ClaimedJob(id=1, type="test.x", queue="default", priority=5, payload={}, metadata={}, attempt=1, max_attempts=2,
                      timeout_seconds=1.0, created_at=now, run_at=now, dispatched_at=now, started_at=now, execution_id=1)
-    finish = decide(job, AttemptTimedOut("late"), datetime.now(timezone.utc), backoff_base=1, backoff_max=2, jitter=0)
+    finish = decide(job, AttemptTimedOut("late"), backoff_base=1, backoff_max=2, jitter=0)
     assert (finish.job_state, finish.execution_state) == (JobState.SCHEDULED, ExecutionState.TIMED_OUT)
     assert finish.error_message == "timed out after 1.0 s"

@@ -23,7 +23,7 @@ def job(attempt: int = 1, max_attempts: int = 3) -> ClaimedJob:
 
 
 def decide_now(j: ClaimedJob, ended: object):  # type: ignore[no-untyped-def]
-    return decide(j, ended, NOW, backoff_base=1.0, backoff_max=60.0, jitter=0.0)
+    return decide(j, ended, backoff_base=1.0, backoff_max=60.0, jitter=0.0)
 
 
 def test_backoff_doubles_and_caps():
@@ -42,16 +42,18 @@ def test_success():
 
 def test_exception_retries_with_backoff_then_fails():
     retry = decide_now(job(attempt=2), RuntimeError("down"))
-    assert (retry.job_state, retry.execution_state, retry.run_at) == ("scheduled", "failed", NOW + timedelta(seconds=2))
+    # A duration: the store adds it to the database's now (tests/integration/test_clock.py).
+    assert (retry.job_state, retry.execution_state, retry.delay) == ("scheduled", "failed", timedelta(seconds=2))
     assert retry.error_class == "RuntimeError" and retry.error_message == "down" and "RuntimeError: down" in retry.traceback
     final = decide_now(job(attempt=3), RuntimeError("down"))
-    assert (final.job_state, final.run_at) == ("failed", None)
+    assert (final.job_state, final.delay) == ("failed", None)
 
 
 def test_explicit_outcomes():
-    assert decide_now(job(), Retry(30, "later")).run_at == NOW + timedelta(seconds=30)
+    assert decide_now(job(), Retry(30, "later")).delay == timedelta(seconds=30)
     snooze = decide_now(job(), Snooze(5))
     assert (snooze.job_state, snooze.execution_state, snooze.extra_attempts) == ("scheduled", "snoozed", 1)
+    assert snooze.delay == timedelta(seconds=5)
     assert (decide_now(job(), Cancel("no")).job_state, decide_now(job(), Cancel("no")).cancel_reason) == ("cancelled", "no")
     discard = decide_now(job(attempt=1), Discard("bad input"))
     assert (discard.job_state, discard.execution_state, discard.error_message) == ("failed", "discarded", "bad input")
