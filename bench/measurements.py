@@ -1,6 +1,6 @@
 """The measurements of a run, in order. A new one is a module with
 `measure(bench: Bench) -> Results` plus one line here; its `Results.summary` keys land at the
-top level of `latest.json` (e.g. a `cron_lateness` module would return `cron_lateness_p99_ms`).
+top level of `latest.json` (e.g. `cron_lateness` returns `cron_lateness_p99_ms`).
 """
 
 from __future__ import annotations

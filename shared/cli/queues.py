@@ -11,10 +11,11 @@ from typing import Any
 import click
 
 from shared import control
+from shared.models.states import ACTIVE_JOB_STATES
 from shared.store import operations as ops
 from shared.cli.operator import database, emit_json, json_option, refusals_as_errors, table
 
-COLUMNS = ("name", "paused", *ops.ACTIVE_STATES, "oldest_waiting_seconds", "dispatch_window", "concurrency_limit", "rate")
+COLUMNS = ("name", "paused", *ACTIVE_JOB_STATES, "oldest_waiting_seconds", "dispatch_window", "concurrency_limit", "rate")
 
 
 @click.group()

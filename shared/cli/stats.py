@@ -12,12 +12,13 @@ from typing import Any
 
 import click
 
+from shared.models.states import ACTIVE_JOB_STATES
 from shared.settings import get_settings
 from shared.store import operations as ops
 from shared.cli.operator import database, emit_json, json_option, refusals_as_errors, table
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
-QUEUE_COLUMNS = ("queue", *ops.ACTIVE_STATES, "oldest_waiting_seconds", *FINAL_STATES, "per_minute")
+QUEUE_COLUMNS = ("queue", *ACTIVE_JOB_STATES, "oldest_waiting_seconds", *FINAL_STATES, "per_minute")
 FAILURE_COLUMNS = ("queue", "type", "failed", "last_failed_at", "last_error")
 
 
@@ -41,7 +42,7 @@ def gather(minutes: int, failure_limit: int = 20) -> dict[str, Any]:
             "throughput_per_minute": round(sum(ended.values()) / minutes, 3),
         })
     totals: dict[str, Any] = {
-        "depth": {s: sum(q["depth"][s] for q in queues) for s in ops.ACTIVE_STATES},
+        "depth": {str(s): sum(q["depth"][s] for q in queues) for s in ACTIVE_JOB_STATES},
         "finished": {s: sum(q["finished"][s] for q in queues) for s in FINAL_STATES},
     }
     totals["throughput_per_minute"] = round(sum(totals["finished"].values()) / minutes, 3)

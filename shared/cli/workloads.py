@@ -314,5 +314,3 @@ def resolve_message(message_id: int, verdict: str) -> None:
     state = _in_session(lambda s: message_service.resolve_message(s, message_id, verdict).state)
     click.echo(f"message {message_id} {state}" + (" (sent again by the next fan-out)" if verdict == "resend" else ""))
 
-
-COMMANDS = (users, proxies, accounts, posts, messages)

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Sequence
 
+from shared.models.states import ACTIVE_JOB_STATES
 from shared.store.rows import Executor
 from shared.store.sql import query
-
-ACTIVE_STATES = ("waiting", "scheduled", "queued", "dispatched", "running")
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,8 @@ class QueueOverview:
     now: datetime
 
     def counts(self) -> dict[str, int]:
-        return {state: int(getattr(self, state)) for state in ACTIVE_STATES}
+        # One field per active state (queue_overview counts each through its partial index).
+        return {str(state): int(getattr(self, state)) for state in ACTIVE_JOB_STATES}
 
     def oldest_waiting_seconds(self) -> float:
         """Age of the oldest job that is due and has not started (queued or in the broker), from its due time."""

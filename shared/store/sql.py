@@ -1,6 +1,15 @@
 """Loads the named statements of the store's `.sql` files once, as reusable (so
-compile-cached) clauses. One file per concern: `queries.sql` (jobs and queues),
-`schedules.sql` (cron), `maintenance.sql` (pruning, metrics roll-up)."""
+compile-cached) clauses; a name is unique across the files. One file per concern:
+
+- `queries.sql`: jobs (enqueue, dispatch, claim, finish, rescue, cancel), queues, worker
+  heartbeats, leader leases;
+- `dependencies.sql`: edges between jobs, and settling waiting jobs;
+- `limits.sql`: dispatch under concurrency and rate limits;
+- `schedules.sql`: recurring schedules and the jobs their fires make;
+- `maintenance.sql`: pruning, the metrics roll-up;
+- `operations.sql`: operators' reads (gauges, `jobctl` listings);
+- `console.sql`: the operator console's reads and its audit log;
+- `sends.sql`: send-time limits of the workloads (Telegram, posts)."""
 
 from __future__ import annotations
 
@@ -33,7 +42,7 @@ def _load() -> dict[str, TextClause]:
 
 
 def query(name: str) -> TextClause:
-    """The named statement from queries.sql."""
+    """The named statement, from whichever of the store's `.sql` files holds it."""
     return _load()[name]
 
 
