@@ -247,6 +247,13 @@ class JobRunner:
             # already says how the attempt ended.
             written = self.connection.run(lambda c: job_store.execution_state(c, job.execution_id))
             recorded = has_dependents = written == finish.execution_state
+        if not recorded:
+            # Or PostgreSQL crashed and lost the claim (claims do not wait for the disk).
+            recorded, has_dependents = self.connection.run(
+                lambda c: job_store.finish_lost_claim(c, job, self.worker_id, context.task_id, finish, now))
+            if recorded:
+                log.warning("job %s attempt %s: its claim was lost by the database; claim and end written together",
+                            job.id, job.attempt, extra={"job_id": job.id})
         if recorded and has_dependents and finish.job_state in TERMINAL_JOB_STATES:
             # Right away; should this fail (or the process die first), the scheduler's sweep
             # settles them.

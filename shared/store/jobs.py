@@ -166,16 +166,31 @@ def finish_execution(
 ) -> tuple[bool, bool]:
     """Record an attempt's end. Returns (recorded, has_dependents); recorded is False when the
     job moved on (a newer attempt owns it)."""
-    params = {
-        "job_id": job_id, "attempt": attempt, "execution_id": execution_id, "now": now,
-        "job_state": finish.job_state, "execution_state": finish.execution_state, "run_at": finish.run_at,
-        "extra_attempts": finish.extra_attempts, "error_class": finish.error_class,
-        "error_message": finish.error_message, "traceback": finish.traceback, "cancel_reason": finish.cancel_reason,
-    }
+    params = dict(_finish_params(finish), job_id=job_id, attempt=attempt, execution_id=execution_id, now=now)
     row = db.execute(query("finish_execution"), params).first()
     if row is None:
         return False, False
     return bool(row.jobs_updated), bool(row.has_dependents)
+
+
+def finish_lost_claim(
+    db: Executor, job: ClaimedJob, worker_id: str, task_id: str | None, finish: Finish, now: datetime | None = None
+) -> tuple[bool, bool]:
+    """Record the end of an attempt whose claim the database lost in a crash (claims commit
+    without waiting for the disk, see `claim_job`), claim and end together, while nobody else
+    has claimed the job since. Returns (recorded, has_dependents)."""
+    params = dict(_finish_params(finish), job_id=job.id, attempt=job.attempt, started_at=job.started_at,
+                  worker_id=worker_id, task_id=task_id, now=now)
+    row = db.execute(query("finish_lost_claim"), params).first()
+    return (True, bool(row.has_dependents)) if row is not None else (False, False)
+
+
+def _finish_params(finish: Finish) -> dict[str, object]:
+    return {
+        "job_state": finish.job_state, "execution_state": finish.execution_state, "run_at": finish.run_at,
+        "extra_attempts": finish.extra_attempts, "error_class": finish.error_class,
+        "error_message": finish.error_message, "traceback": finish.traceback, "cancel_reason": finish.cancel_reason,
+    }
 
 
 def request_cancel_running(db: Executor, job_id: int, reason: str, now: datetime | None = None) -> bool:
