@@ -11,7 +11,9 @@ from pathlib import Path
 from sqlalchemy import text
 
 from shared.db import get_database
+from shared.embedded import free_port
 from tests.process_groups import Proc, children_of, spawn, wait_for
+from tests.scheduler_health import SchedulerHealth
 
 __all__ = ["ALL_QUEUES", "THREADS_PER_PROCESS", "Proc", "ProcessFactory", "children_of", "wait_for"]
 
@@ -75,6 +77,14 @@ class ProcessFactory:
         proc = self._spawn("scheduler", [sys.executable, "-m", "scheduler"], env)
         wait_for(lambda: self._connected(proc), 30, f"scheduler connected\n{proc.log()}")
         return proc
+
+    def watched_scheduler(self, env: dict[str, str] | None = None) -> tuple[Proc, SchedulerHealth]:
+        """A scheduler serving /healthz on a free port, and its health: a test waits on the
+        dispatcher's rounds there (tests/scheduler_health.py)."""
+        health = SchedulerHealth(free_port())
+        proc = self.scheduler(dict(env or {}, JOBS_SCHEDULER_METRICS_PORT=str(health.port)))
+        wait_for(lambda: self._connected(proc) and health.report(), 30, f"scheduler /healthz answers\n{proc.log()}")
+        return proc, health
 
     def _connected(self, proc: Proc) -> bool:
         if not proc.alive():
