@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from datetime import datetime, timedelta
 
 from shared.clock import Clock, sql_now
@@ -66,7 +65,9 @@ class CronService(Service):
         self.max_sleep_seconds = settings.cron_max_sleep_seconds
         self._synced = False
         self._ticked = False
-        self._wake_at: float | None = None  # time.monotonic() of the next due fire
+        # When the next fire is due, on the injected clock: fire times are wall-clock times, and a
+        # test that moves a FrozenClock sees the exact wait (no real time measured).
+        self._wake_at: datetime | None = None
         self.fired_total = 0
         self.missed_total = 0
         self.idle_total = 0  # fires skipped because their sweep had nothing to do
@@ -96,7 +97,7 @@ class CronService(Service):
                 queue_store.notify_ready(session)  # the dispatcher picks the jobs up at once
             until = 0.0 if len(due) == ROUND_LIMIT else store.seconds_until_next_fire(session, sql_now(self.clock))
             # An absolute deadline: the commit below must not push the next wake-up later.
-            self._wake_at = None if until is None else time.monotonic() + until
+            self._wake_at = None if until is None else self.clock.now() + timedelta(seconds=until)
         self.fired_total += fired
         return fired
 
@@ -162,6 +163,7 @@ class CronService(Service):
             delay = self.max_sleep_seconds
         else:
             # A floor of MIN_SLEEP: a due schedule held by another transaction must not spin us.
-            delay = min(max(self._wake_at - time.monotonic(), MIN_SLEEP_SECONDS), self.max_sleep_seconds)
+            left = (self._wake_at - self.clock.now()).total_seconds()
+            delay = min(max(left, MIN_SLEEP_SECONDS), self.max_sleep_seconds)
         self._ticked, self._wake_at = False, None
         stop.wait(delay)
