@@ -60,7 +60,8 @@ class CronService(Service):
         self.database = database
         self.registry = registry
         self.clock = clock
-        self.declared = declared
+        # Resolved with this process's settings now: a bad declaration stops the start, in one line.
+        self.declared = declared_schedules(settings) if declared is None else declared
         self.grace_seconds = settings.cron_misfire_grace_seconds
         self.max_sleep_seconds = settings.cron_max_sleep_seconds
         self._synced = False
@@ -74,8 +75,7 @@ class CronService(Service):
 
     def sync(self) -> dict[str, str]:
         """Write this process's code-declared schedules (once, when it first leads)."""
-        definitions = declared_schedules() if self.declared is None else self.declared
-        outcomes = sync_declared(definitions, database=self.database, clock=self.clock)
+        outcomes = sync_declared(self.declared, database=self.database, clock=self.clock)
         for name, outcome in outcomes.items():
             if outcome == "conflict":
                 log.warning("schedule %s is declared in code but an API schedule holds the name; left alone", name)
