@@ -1,5 +1,5 @@
 """How a check result moves a proxy: log row, score, streak, status, disabling and recovery
-(the bookkeeping of worker/handlers/proxies.py against the real database)."""
+(the bookkeeping of shared/workloads/proxies.py against the real database)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from shared.crypto import decrypt
 from shared.errors import ValidationError
 from shared.workloads import proxies as proxy_service
 from tests.workload_data import row, rows
-from worker.handlers.proxies import record_check
 from worker.proxies.checker import CheckResult
 
 OK = CheckResult(True, 120.0, 200, None, None, "203.0.113.7")
@@ -26,7 +25,7 @@ def new_proxy(db, **fields) -> int:
 def apply(db, proxy_id: int, *results: CheckResult, disable_after: int = 4) -> tuple[str, int, int]:
     for result in results:
         with db.session() as session:
-            record_check(session, proxy_id, result, disable_after)
+            proxy_service.record_check(session, proxy_id, result, disable_after)
     return tuple(row(db, "SELECT status, health_score, consecutive_failures FROM proxies WHERE id = :i", i=proxy_id))
 
 
