@@ -283,3 +283,22 @@ def test_a_send_left_unfinished_is_flagged_without_a_request(db, server, setting
         session.execute(text("UPDATE proactive_messages SET send_started_at = now()"))
     assert isinstance(send(db, settings, message_id, attempt=2), Discard)
     assert message(db, message_id).state == "needs_review" and server.requests() == []
+
+
+# -- secrets no key opens ------------------------------------------------------------------------
+
+
+def test_a_token_no_key_opens_fails_the_row_and_discards_the_job_alike(db, server, settings):
+    """Posts and messages (and proxies, test_proxy_records.py) end the same way: the row fails
+    with the reason, the job is discarded (`<what> <id>: ...`), nothing is sent."""
+    post, (pub,) = started_post(db, server, ["webhook"])
+    message_id = due_message(db, server)
+    with db.session() as session:
+        session.execute(text("UPDATE social_accounts SET access_token_encrypted = 'not-a-fernet-token'"))
+        session.execute(text("UPDATE telegram_connections SET bot_token_encrypted = 'not-a-fernet-token'"))
+    published, sent = publish(db, settings, pub), send(db, settings, message_id)
+    assert isinstance(published, Discard) and published.reason.startswith(f"publication {pub}: ")
+    assert isinstance(sent, Discard) and sent.reason.startswith(f"message {message_id}: ")
+    assert published.reason.removeprefix(f"publication {pub}: ") == sent.reason.removeprefix(f"message {message_id}: ")
+    assert publication(db, pub).state == "failed" and post_state(db, post).state == "failed"
+    assert message(db, message_id).state == "failed" and server.requests() == []
