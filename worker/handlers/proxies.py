@@ -55,8 +55,9 @@ def check_batch(payload: ProxyBatch, ctx: JobContext) -> None:
     with ctx.database.session() as session:
         batch = proxy_service.batch_to_check(session, payload.proxy_ids, settings)
     for proxy_id, exc in batch.undecryptable:
-        # One proxy's secret does not cost the others their checks: counted, not checked.
-        ctx.logger.error("%s", undecryptable(f"proxy {proxy_id}", exc).reason)
+        # One proxy's secret does not cost the others their checks: counted, not checked, and
+        # said in the words `proxies.check` would be discarded with.
+        ctx.logger.error("not checked: %s", undecryptable(f"proxy {proxy_id}", exc).reason)
     endpoints = {proxy.id: _endpoint(proxy) for proxy in batch.proxies}
     done: list[tuple[int, CheckResult]] = []
     recorded = 0
