@@ -29,3 +29,10 @@ def undecryptable(what: str, exc: DecryptionError) -> Discard:
     token, a webhook secret) no configured key opens: discarded, not retried, since no retry
     brings the key back. The reason names the row, never the secret."""
     return Discard(f"{what}: {exc}")
+
+
+def flagged_for_review(what: str, reason: str) -> Discard:
+    """How every workload ends an attempt that left its row in `needs_review` (the send may
+    have reached the platform, which cannot be asked): discarded, since only an operator's
+    verdict may send again."""
+    return Discard(f"{what} flagged for review: {reason}")

@@ -18,9 +18,9 @@ from shared.errors import InvalidTransition, NotFound, ValidationError
 from shared.jobtypes.messages import SEND
 from shared.models.domain import ProactiveMessage, TelegramConnection, User
 from shared.models.states import MessageState
-from shared.outcomes import Cancel, Discard, Outcome, Snooze
+from shared.outcomes import Cancel, Outcome, Snooze
 from shared.settings import Settings
-from shared.workloads import error_text, pacing, undecryptable
+from shared.workloads import error_text, flagged_for_review, pacing, undecryptable
 
 FAN_OUT_PAGE = 500  # due messages per transaction
 # A bot token is "<bot id>:<secret>"; the id is public (it is the bot's user id).
@@ -179,10 +179,10 @@ def begin_send(
     if message.send_at is not None and message.send_at > now:  # moved later after it was enqueued
         return Snooze((message.send_at - now).total_seconds())
     if message.send_started_at is not None:
-        message.state = MessageState.NEEDS_REVIEW
-        message.failure_reason = (f"a send started at {message.send_started_at.isoformat()} did not finish; "
-                                  "its outcome is unknown, so it is not repeated")
-        return Discard(f"message {message_id} flagged for review: {message.failure_reason}")
+        reason = (f"a send started at {message.send_started_at.isoformat()} did not finish; "
+                  "its outcome is unknown, so it is not repeated")
+        message.state, message.failure_reason = MessageState.NEEDS_REVIEW, reason
+        return flagged_for_review(f"message {message_id}", reason)
     connection = active_connection(session, message.user_id, lock=True)
     if connection is None:
         message.state, message.failure_reason = MessageState.CANCELLED, "no active Telegram connection"

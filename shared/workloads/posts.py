@@ -20,7 +20,7 @@ from shared.models.domain import Post, PostPublication, SocialAccount, User
 from shared.models.states import AccountStatus, PostState, PublicationState, SocialPlatform
 from shared.outcomes import Discard, Outcome
 from shared.settings import Settings
-from shared.workloads import error_text, pacing, undecryptable
+from shared.workloads import error_text, flagged_for_review, pacing, undecryptable
 
 FAN_OUT_PAGE = 200  # due posts per transaction
 _OPEN = (PublicationState.PENDING, PublicationState.PUBLISHING)
@@ -238,8 +238,9 @@ def begin_publication(
         refusal = f"account {account.id} is {account.status}" + (f": {account.status_reason}" if account.status_reason else "")
     resumed = publication.state == PublicationState.PUBLISHING
     if refusal is None and resumed and account.platform == SocialPlatform.TELEGRAM:
-        return _settle_now(session, publication, PublicationState.NEEDS_REVIEW,
-                           "an earlier attempt may have posted (it did not finish) and Telegram cannot be asked")
+        reason = "an earlier attempt may have posted (it did not finish) and Telegram cannot be asked"
+        _settle_now(session, publication, PublicationState.NEEDS_REVIEW, reason)
+        return flagged_for_review(f"publication {publication.id}", reason)
     if refusal is not None:
         return _settle_now(session, publication, PublicationState.FAILED, refusal)
     try:

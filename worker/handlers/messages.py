@@ -26,6 +26,7 @@ from shared.jobtypes.registry import EmptyPayload
 from shared.models.states import MessageState
 from shared.outcomes import Discard, Outcome, Snooze
 from shared.workloads import messages as message_service
+from shared.workloads import flagged_for_review
 from shared.workloads.messages import FAN_OUT_PAGE, Delivery
 from worker.binding import handles
 from worker.context import JobContext
@@ -74,7 +75,7 @@ def send(payload: SendMessage, ctx: JobContext) -> Outcome | None:
     except OutcomeUnknown as exc:
         reason = f"outcome unknown, not repeated: {exc}"
         _end(ctx, step, state=MessageState.NEEDS_REVIEW, failure_reason=reason)
-        return Discard(f"message {step.message_id} flagged for review: {reason}")
+        return flagged_for_review(f"message {step.message_id}", reason)
     _end(ctx, step, state=MessageState.SENT, sent_at=func.now(), telegram_message_id=sent.message_id)
     ctx.logger.info("message %s sent as telegram message %s", step.message_id, sent.message_id)
     return None

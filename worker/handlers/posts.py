@@ -23,6 +23,7 @@ from shared.models.states import PublicationState, SocialPlatform
 from shared.outcomes import Discard, Outcome, Snooze
 from shared.settings import Settings
 from shared.workloads import posts as post_service
+from shared.workloads import flagged_for_review
 from shared.workloads.posts import FAN_OUT_PAGE, Target
 from worker.binding import handles
 from worker.context import JobContext
@@ -76,7 +77,7 @@ def publish(payload: Publish, ctx: JobContext) -> Outcome | None:
         if step.platform == SocialPlatform.TELEGRAM or last:
             message = f"outcome unknown: {exc}"
             _settle(ctx, step, PublicationState.NEEDS_REVIEW, message)
-            return Discard(f"publication {step.publication_id} flagged for review: {message}")
+            return flagged_for_review(f"publication {step.publication_id}", message)
         raise  # the mark stays: the next attempt checks before it posts again
     state = _settle(ctx, step, PublicationState.PUBLISHED, None, platform_post_id)
     ctx.logger.info("publication %s published as %s; post %s is %s", step.publication_id, platform_post_id, step.post_id, state)
