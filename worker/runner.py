@@ -290,5 +290,6 @@ class JobRunner:
 
         return JobContext(
             job_id=job.id, attempt=job.attempt, max_attempts=job.max_attempts, job_type=job.type, queue=job.queue,
-            task_id=task_id, metadata=job.metadata, logger=JobLogger(log, extra), _write_progress=write_progress,
+            task_id=task_id, metadata=job.metadata, logger=JobLogger(log, extra),
+            database=self.database, settings=self.settings, clock=self.clock, _write_progress=write_progress,
         )

@@ -69,7 +69,7 @@ def test_each_case_ends_in_the_right_log_row_score_and_status(
     assert logs["closed port"][:4] == (False, None, "connect_refused", None)
     assert logs["stalling"][:4] == (False, None, "connect_timeout", None)  # the SOCKS greeting never came
     for bad in ("wrong password", "closed port", "stalling"):
-        # No evidence of health scores 0, and under 20 is dead (worker/proxies/scoring.py).
+        # No evidence of health scores 0, and under 20 is dead (shared/workloads/proxy_scoring.py).
         assert state[bad] == ("dead", 0, 1), bad
 
     fan_out_and_wait(db, 10)  # a second failure in a row disables (JOBS_PROXY_DISABLE_AFTER_FAILURES=2)
