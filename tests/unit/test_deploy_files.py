@@ -23,6 +23,8 @@ that starts real tools: tests/acceptance/test_prometheus_tools.py.
 
 from __future__ import annotations
 
+import fnmatch
+
 import base64
 import binascii
 import json
@@ -103,10 +105,8 @@ WORKER_QUEUES = {
     "worker-io": ["io.high", "io.default", "io.low", "io.bulk"],
 }
 # The IO worker scales on its job types' backlog, the others on their queues'.
-IO_BACKLOG = (
-    "SELECT count(*) FROM jobs WHERE type LIKE ANY (ARRAY['proxies.%', 'posts.%', 'messages.%'])"
-    " AND state IN ('queued', 'dispatched')"
-)
+IO_TYPES = "ARRAY['proxies.%', 'posts.%', 'messages.%']"
+IO_BACKLOG = f"SELECT count(*) FROM jobs WHERE type LIKE ANY ({IO_TYPES}) AND state IN ('queued', 'dispatched')"
 WORKER_METRICS_PORT = 9101
 SCHEDULER_PORT = 9102
 FLOWER_PORT = 5555
@@ -676,7 +676,7 @@ def test_keda_scales_each_worker_deployment_on_the_postgres_backlog() -> None:
         assert trigger["type"] == "postgresql"
         quoted = ", ".join(f"'{q}'" for q in queues)
         assert trigger["metadata"]["query"] == IO_BACKLOG if name == "worker-io" else (
-            f"SELECT count(*) FROM jobs WHERE queue IN ({quoted})"
+            f"SELECT count(*) FROM jobs WHERE queue IN ({quoted}) AND NOT type LIKE ANY ({IO_TYPES})"
             " AND state IN ('queued', 'dispatched')"
         )
         assert int(trigger["metadata"]["targetQueryValue"]) > 0
@@ -686,6 +686,27 @@ def test_keda_scales_each_worker_deployment_on_the_postgres_backlog() -> None:
         assert ref["name"] == "jobs-secrets" and ref["key"] in secret_keys, (
             f"{ref} is not a key of jobs-secrets"
         )
+
+
+def test_every_declared_job_type_is_counted_by_the_one_deployment_that_runs_it() -> None:
+    """A backlog counted twice scales a deployment for jobs it never receives (the prefork
+    workers do not consume the IO lanes); a backlog counted nowhere never scales anything."""
+    from shared.jobtypes.registry import broker_queue, load_declarations
+    from shared.settings import load_settings
+
+    declared = load_declarations(load_settings({}))
+    patterns = [p.strip(" '") for p in IO_TYPES.removeprefix("ARRAY[").removesuffix("]").split(",")]
+
+    def counted_by(type_name: str, queue: str) -> set[str]:
+        io_type = any(fnmatch.fnmatchcase(type_name, p.replace("%", "*")) for p in patterns)
+        return {name for name, queues in WORKER_QUEUES.items()
+                if (io_type if name == "worker-io" else queue in queues and not io_type)}
+
+    for type_name in declared.names():
+        job_type = declared.get(type_name)
+        runs_it = {name for name, queues in WORKER_QUEUES.items()
+                   if broker_queue(type_name, job_type.queue) in queues}
+        assert counted_by(type_name, job_type.queue) == runs_it, type_name
 
 
 # ---- Prometheus ----------------------------------------------------------------------------
