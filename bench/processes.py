@@ -5,77 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable
+
+# One home for subprocess handling, shared with the acceptance tests (bench already uses tests' rigs).
+from tests.process_groups import Proc, children_of, spawn
+from tests.process_groups import wait_for as _wait_for
+
+__all__ = ["CONCURRENCY", "Proc", "Processes", "children_of", "ignore_signals", "log_tails", "raise_on_signals", "wait_for"]
 
 CONCURRENCY = 2  # prefork pool processes, for every contender
 
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
-@dataclass
-class Proc:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def check_alive(self) -> None:
-        if not self.alive():
-            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-
-    def stop(self, grace: float = 10.0) -> None:
-        """Warm stop (SIGTERM) of the group, then SIGKILL whatever is left of it."""
-        if self.alive():
-            try:
-                os.killpg(self.pid, signal.SIGTERM)
-                self.process.wait(grace)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if self.alive():
-            self.process.wait()
+# The benchmarks poll faster than the tests, and a time-out is a TimeoutError the runs record.
+wait_for = partial(_wait_for, interval=0.02, error=TimeoutError)
 
 
 class Processes:
@@ -90,12 +33,7 @@ class Processes:
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
         self._count += 1
         log_path = self.log_dir / f"{self._count:03d}-{name}.log"
-        with open(log_path, "wb") as handle:
-            process = subprocess.Popen(
-                argv, env=dict(self.env, **(env or {})), stdout=handle, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        proc = Proc(name, process, log_path)
+        proc = spawn(name, argv, dict(self.env, **(env or {})), log_path)
         self.running.append(proc)
         return proc
 
@@ -116,7 +54,8 @@ class Processes:
         return children_of(proc.pid)
 
     def stop(self, proc: Proc, grace: float = 10.0) -> None:
-        proc.stop(grace)
+        """Warm stop (SIGTERM) of the group, then SIGKILL whatever is left of it."""
+        proc.stop(grace, whole_group=True)
         if proc in self.running:
             self.running.remove(proc)
 

@@ -35,7 +35,7 @@ def main() -> None:
 def _start() -> tuple[Supervisor, Any]:
     settings = get_settings()
     configure_logging(settings)
-    registry = load_declarations(settings.imports)
+    registry = load_declarations(settings)
     # Every service retries a failed round, so the pool needs no ping per checkout.
     if not settings.database_url:
         raise ConfigurationError("JOBS_DATABASE_URL is not set (run through `jobctl up` for an embedded one)")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from datetime import datetime, timedelta
 
 from shared.clock import Clock
@@ -61,20 +60,22 @@ class CronService(Service):
         self.database = database
         self.registry = registry
         self.clock = clock
-        self.declared = declared
+        # Resolved with this process's settings now: a bad declaration stops the start, in one line.
+        self.declared = declared_schedules(settings) if declared is None else declared
         self.grace_seconds = settings.cron_misfire_grace_seconds
         self.max_sleep_seconds = settings.cron_max_sleep_seconds
         self._synced = False
         self._ticked = False
-        self._wake_at: float | None = None  # time.monotonic() of the next due fire
+        # When the next fire is due, on the injected clock: fire times are wall-clock times, and a
+        # test that moves a FrozenClock sees the exact wait (no real time measured).
+        self._wake_at: datetime | None = None
         self.fired_total = 0
         self.missed_total = 0
         self.idle_total = 0  # fires skipped because their sweep had nothing to do
 
     def sync(self) -> dict[str, str]:
         """Write this process's code-declared schedules (once, when it first leads)."""
-        definitions = declared_schedules() if self.declared is None else self.declared
-        outcomes = sync_declared(definitions, database=self.database, clock=self.clock)
+        outcomes = sync_declared(self.declared, database=self.database, clock=self.clock)
         for name, outcome in outcomes.items():
             if outcome == "conflict":
                 log.warning("schedule %s is declared in code but an API schedule holds the name; left alone", name)
@@ -96,7 +97,7 @@ class CronService(Service):
                 queue_store.notify_ready(session)  # the dispatcher picks the jobs up at once
             until = 0.0 if len(due) == ROUND_LIMIT else store.seconds_until_next_fire(session, self.clock.sql_now())
             # An absolute deadline: the commit below must not push the next wake-up later.
-            self._wake_at = None if until is None else time.monotonic() + until
+            self._wake_at = None if until is None else self.clock.now() + timedelta(seconds=until)
         self.fired_total += fired
         return fired
 
@@ -162,6 +163,7 @@ class CronService(Service):
             delay = self.max_sleep_seconds
         else:
             # A floor of MIN_SLEEP: a due schedule held by another transaction must not spin us.
-            delay = min(max(self._wake_at - time.monotonic(), MIN_SLEEP_SECONDS), self.max_sleep_seconds)
+            left = (self._wake_at - self.clock.now()).total_seconds()
+            delay = min(max(left, MIN_SLEEP_SECONDS), self.max_sleep_seconds)
         self._ticked, self._wake_at = False, None
         stop.wait(delay)

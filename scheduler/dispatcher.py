@@ -127,6 +127,9 @@ class Dispatcher(Service):
         self._vanished_suspects: set[int] = set()  # missing from the broker at the last check
         self._fast_republished: dict[int, float] = {}  # job id -> monotonic time of its fast republish
         self.fast_republished_total = 0
+        # Comparisons of the broker with the rows done: in memory, shown in /healthz, so a test
+        # can wait for "several more checks" instead of sleeping (no write of its own).
+        self.broker_checks = 0
         self._last_promote = 0.0
         self.published_total = 0
         self.failed_alone_total = 0  # jobs failed because the dispatcher could not handle them
@@ -149,6 +152,7 @@ class Dispatcher(Service):
             moved += self._redispatch()
             if self.settings.is_redis_broker:
                 moved += self._recover_vanished()
+                self.broker_checks += 1
         return moved
 
     def _promote(self, now: datetime | None) -> None:
@@ -491,7 +495,10 @@ class Dispatcher(Service):
         return self._listener
 
     def details(self) -> dict[str, object]:
-        return self.probe.report()
+        report = self.probe.report()
+        if self.settings.is_redis_broker:
+            report["broker_checks"] = self.broker_checks
+        return report
 
     def _close_listener(self) -> None:
         self.probe.cancel()  # a token out on a listener now gone could never be heard

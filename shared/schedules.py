@@ -3,6 +3,9 @@
     NIGHTLY = declare("reports.nightly", ReportPayload)
     schedule(NIGHTLY, cron="30 2 * * *", timezone="Europe/Berlin", payload={"kind": "daily"})
 
+A declaration whose cron (or presence) follows the settings is made with
+`shared.jobtypes.recurring.recurring()` (the platform's workload sweeps): it is resolved with
+the process's settings and validated here, by `declared_schedules(settings)`.
 Code declarations are synced into `schedules` (source 'code') when the scheduler starts;
 schedules made through this API or `jobctl schedules` (source 'api') are never touched by a
 sync. Every definition is validated strictly before anything is written (through the gate,
@@ -29,10 +32,11 @@ from shared.db import Database, get_database
 # The same payload and limit-key rules as enqueue.
 from shared.enqueue import validate_payload, limit_key
 from shared.errors import NotFound, ScheduleInvalid, UnknownJobType, ValidationError
+from shared.jobtypes.recurring import Recurring, recurring_declarations
 from shared.jobtypes.registry import JobType, Registry, registry as default_registry
 from shared.models.platform import PRIORITY_MAX, PRIORITY_MIN, QUEUE_NAME_PATTERN
 from shared.models.states import MisfirePolicy
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 from shared.store import maintenance
 from shared.store import queues as queue_store
 from shared.store import schedules as store
@@ -138,9 +142,24 @@ def schedule(job_type: str | JobType[Any], *, cron: str, **options: Any) -> Sche
     return fields
 
 
-def declared_schedules() -> list[ScheduleFields]:
+def declared_schedules(settings: Settings | None = None) -> list[ScheduleFields]:
+    """The schedules declared in code: `schedule()`'s, and the `recurring()` declarations
+    that `settings` (the process's when None) asks for, resolved with them and validated."""
+    settings = settings or get_settings()
     with _declared_lock:
-        return [_declared[name] for name in sorted(_declared)]
+        fields = dict(_declared)
+    for declared in recurring_declarations():
+        if declared.when is not None and not declared.when(settings):
+            continue
+        resolved = _resolve(declared, settings)
+        if fields.setdefault(resolved.name, resolved) != resolved:
+            raise ScheduleInvalid(f"schedule {resolved.name!r} is declared twice, differently", field="name")
+    return [fields[name] for name in sorted(fields)]
+
+
+def _resolve(declared: Recurring, settings: Settings) -> ScheduleFields:
+    cron = declared.cron(settings) if callable(declared.cron) else declared.cron
+    return define(declared.job_type, cron=cron, **dict(declared.options))
 
 
 def _now(db: Executor, clock: Clock) -> datetime:

@@ -124,7 +124,7 @@ def test_env(database_url: str, redis_url: str, broker_key_prefix: str) -> Itera
     with applied(env):
         from shared.jobtypes.registry import load_declarations
 
-        load_declarations(("tests.jobs",))
+        load_declarations(get_settings())  # JOBS_IMPORTS names tests.jobs
         yield env
 
 

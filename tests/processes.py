@@ -5,85 +5,22 @@ subprocesses with the run's environment, waited on until they are really ready, 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import text
 
 from shared.db import get_database
+from shared.embedded import free_port
+from tests.process_groups import Proc, children_of, spawn, wait_for
+from tests.scheduler_health import SchedulerHealth
 
+__all__ = ["ALL_QUEUES", "THREADS_PER_PROCESS", "Proc", "ProcessFactory", "children_of", "wait_for"]
 
 # The seeded queues and their IO lanes (shared/jobtypes/registry.py, broker_queue): a test's
 # worker runs every job type unless a test asks for a worker class.
 ALL_QUEUES = "high,default,low,bulk,io.high,io.default,io.low,io.bulk"
 THREADS_PER_PROCESS = 8
-
-
-def wait_for(
-    condition: Callable[[], object], timeout: float, message: str, interval: float = 0.05,
-    on_timeout: Callable[[], object] | None = None,
-) -> object:
-    """Poll until `condition` is truthy; on time-out fail with the message (and what
-    `on_timeout` returns: the state worth seeing when it did not happen)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    detail = f"\n{on_timeout()}" if on_timeout is not None else ""
-    raise AssertionError(f"timed out after {timeout:.0f} s: {message}{detail}")
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
-@dataclass
-class Proc:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    pool: str = "prefork"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM to the main process (a warm shutdown), then SIGKILL to the whole group."""
-        if self.alive() and timeout > 0:
-            try:
-                self.process.send_signal(signal.SIGTERM)
-                self.process.wait(timeout)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if self.alive():
-            self.process.wait()
 
 
 class ProcessFactory:
@@ -93,12 +30,7 @@ class ProcessFactory:
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None) -> Proc:
         log_path = self.log_dir / f"{name}-{len(self.started)}.log"
-        handle = open(log_path, "wb")
-        process = subprocess.Popen(
-            argv, env=dict(os.environ, **(env or {})), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        handle.close()
-        proc = Proc(name, process, log_path)
+        proc = spawn(name, argv, dict(os.environ, **(env or {})), log_path)
         self.started.append(proc)
         return proc
 
@@ -145,6 +77,14 @@ class ProcessFactory:
         proc = self._spawn("scheduler", [sys.executable, "-m", "scheduler"], env)
         wait_for(lambda: self._connected(proc), 30, f"scheduler connected\n{proc.log()}")
         return proc
+
+    def watched_scheduler(self, env: dict[str, str] | None = None) -> tuple[Proc, SchedulerHealth]:
+        """A scheduler serving /healthz on a free port, and its health: a test waits on the
+        dispatcher's rounds there (tests/scheduler_health.py)."""
+        health = SchedulerHealth(free_port())
+        proc = self.scheduler(dict(env or {}, JOBS_SCHEDULER_METRICS_PORT=str(health.port)))
+        wait_for(lambda: self._connected(proc) and health.report(), 30, f"scheduler /healthz answers\n{proc.log()}")
+        return proc, health
 
     def _connected(self, proc: Proc) -> bool:
         if not proc.alive():

@@ -8,18 +8,24 @@ from typing import Any, Iterable
 
 from sqlalchemy import text
 
+from shared.clock import Clock, SystemClock
 from shared.db import Database
+from shared.settings import Settings
 from shared.workloads import messages as message_service
 from shared.workloads import posts as post_service
 from worker.context import JobContext, JobLogger
 
 
-def context(job_id: int = 1, attempt: int = 1, max_attempts: int = 5, job_type: str = "test") -> JobContext:
-    """A handler's context as the runner makes it, for calling a handler directly."""
+def context(
+    database: Database, settings: Settings, job_id: int = 1, attempt: int = 1, max_attempts: int = 5,
+    job_type: str = "test", clock: Clock | None = None,
+) -> JobContext:
+    """A handler's context as the runner makes it, for calling a handler directly: the test
+    gives it the database and settings the handler is to use."""
     return JobContext(
         job_id=job_id, attempt=attempt, max_attempts=max_attempts, job_type=job_type, queue="default",
         task_id=None, metadata={}, logger=JobLogger(logging.getLogger("tests.workloads"), {}),
-        _write_progress=lambda fraction: None,
+        database=database, settings=settings, clock=clock or SystemClock(), _write_progress=lambda fraction: None,
     )
 
 

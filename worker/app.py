@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 with one_line_errors():  # a mistyped setting ends the worker with one line, not Celery's traceback
     settings = get_settings()
     app: Celery = make_celery(settings)
-    registry = load_declarations(settings.imports)
+    registry = load_declarations(settings)
 # Celery's documented hook for a custom consumer: ours drops, alone, a message it cannot accept.
 app.conf.worker_consumer = "worker.consumer:GuardedConsumer"
 if (settings.broker_url or "").startswith("redis://"):

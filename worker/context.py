@@ -1,5 +1,6 @@
-"""What a handler gets besides its payload: who it is, a logger that writes `job_logs`, and
-a way to report progress."""
+"""What a handler gets besides its payload: who it is, what it may use (the database, the
+settings, the clock: passed in, never looked up, so a test builds them and hands them over), a
+logger that writes `job_logs`, and a way to report progress."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from shared.clock import Clock
+from shared.db import Database
 from shared.outcomes import Cancel
 from shared.outside_text import clean
+from shared.settings import Settings
 from worker.deadlines import AttemptTimedOut
 
 MAX_LOG_LINES_PER_ATTEMPT = 1000
@@ -37,6 +41,9 @@ class JobContext:
     task_id: str | None
     metadata: dict[str, Any]
     logger: "JobLogger"
+    database: Database  # the worker process's (its pool is bounded for the process's threads)
+    settings: Settings
+    clock: Clock
     _write_progress: Callable[[float], None]
     _cancelled: threading.Event = field(default_factory=threading.Event)
     _timed_out: threading.Event = field(default_factory=threading.Event)

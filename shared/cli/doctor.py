@@ -10,7 +10,6 @@ from kombu import Connection
 from sqlalchemy import create_engine, pool, text
 
 from shared import migrate
-from shared.errors import ConfigurationError
 from shared.runtime import mask_url, with_runtime_urls
 from shared.settings import Settings, load_settings
 
@@ -63,11 +62,9 @@ def _broker_version(connection: Connection) -> str:
 @click.command()
 def doctor() -> None:
     """Check settings, database, migrations and broker; print versions and masked URLs."""
-    try:
-        settings = with_runtime_urls(load_settings())
-    except ConfigurationError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    # A refused setting propagates: `jobctl` ends it as one line, exit 2 (with the traceback
+    # under --debug).
+    settings = with_runtime_urls(load_settings())
     import celery
     import kombu
     import sqlalchemy

@@ -26,7 +26,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _database() -> Database:
     # Job types (and their payload models) come from JOBS_IMPORTS, as in every other process.
     settings = with_runtime_urls(get_settings())
-    load_declarations(settings.imports)
+    load_declarations(settings)
     return get_database(settings)
 
 

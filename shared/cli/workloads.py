@@ -28,7 +28,7 @@ LOG_COLUMNS = ("checked_at", "ok", "latency_ms", "http_status", "error_class", "
 POST_COLUMNS = ("id", "user_id", "state", "scheduled_at", "published_at", "content", "error_message")
 PUBLICATION_COLUMNS = ("id", "social_account_id", "state", "platform_post_id", "published_at", "error_message")
 SWEEP_COLUMNS = ("id", "started_at", "finished_at", "checked", "total", "healthy", "batches", "seconds")
-MESSAGE_COLUMNS = ("id", "user_id", "state", "send_at", "sent_at", "needs_review", "text", "failure_reason")
+MESSAGE_COLUMNS = ("id", "user_id", "state", "send_at", "sent_at", "text", "failure_reason")
 WIDTHS = {"content": 40, "text": 40, "error_message": 60, "failure_reason": 60}
 
 
@@ -268,7 +268,7 @@ def cancel_post(post_id: int) -> None:
 @click.option("--failed", "failed_reason", help="It was not published; why.")
 @refusals_as_errors
 def resolve_publication(publication_id: int, platform_post_id: str | None, failed_reason: str | None) -> None:
-    """Settle a publication flagged needs_review (check the platform by hand first)."""
+    """Settle a publication in needs_review (check the platform by hand first)."""
     state = _in_session(lambda s: post_service.resolve_publication(
         s, publication_id, platform_post_id=platform_post_id, failed_reason=failed_reason).state)
     click.echo(f"publication {publication_id} {state}")
@@ -310,7 +310,7 @@ def list_messages(limit: int, as_json: bool) -> None:
 @click.argument("verdict", type=click.Choice(["sent", "failed", "resend"]))
 @refusals_as_errors
 def resolve_message(message_id: int, verdict: str) -> None:
-    """Settle a message flagged needs_review: it was sent, it was not (failed), or send it again."""
+    """Settle a message in needs_review: it was sent, it was not (failed), or send it again."""
     state = _in_session(lambda s: message_service.resolve_message(s, message_id, verdict).state)
     click.echo(f"message {message_id} {state}" + (" (sent again by the next fan-out)" if verdict == "resend" else ""))
 

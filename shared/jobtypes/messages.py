@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
-from shared.jobtypes.registry import EmptyPayload, Payload, declare
-from shared.schedules import schedule
-from shared.settings import get_settings
-
-_settings = get_settings()
+from shared.jobtypes.recurring import recurring
+from shared.jobtypes.registry import EmptyPayload, Payload, declare, function_at
 
 
 class SendMessage(Payload):
@@ -22,7 +17,7 @@ class SendMessage(Payload):
 
 SEND = declare(
     "messages.send", SendMessage,
-    pool="io", queue="high", max_attempts=5, timeout_seconds=_settings.platform_timeout_seconds + 30,
+    pool="io", queue="high", max_attempts=5, timeout_seconds=lambda s: s.platform_timeout_seconds + 30,
     unique_by=("message_id",),
     # Telegram's limits (30 a second per bot, one a second per chat) are checked at send time, by
     # the handler (shared/workloads/pacing.py), not at dispatch: a dispatch-time rate would
@@ -30,23 +25,19 @@ SEND = declare(
     # Dispatch only bounds one bot's jobs in flight (two seconds' worth), so one bot's backlog
     # cannot take every worker thread from the others.
     limit_by=("bot_id",), limit_scope="telegram.bot",
-    key_concurrency=2 * _settings.telegram_global_rate,
+    key_concurrency=lambda s: 2 * s.telegram_global_rate,
     description="Sends one proactive message through the Bot API, never twice.",
 )
-
-
-def _has_work(session: Any) -> bool:
-    from shared.workloads.messages import any_due_messages  # that module imports this one: look it up at call time
-
-    return any_due_messages(session)
 
 
 SEND_DUE = declare(
     "messages.send_due", EmptyPayload,
     pool="io", queue="high", max_attempts=1, timeout_seconds=300,
-    has_work=_has_work,
+    has_work=function_at("shared.workloads.messages:any_due_messages"),
     description="Enqueues a messages.send for every due pending message.",
 )
 
-if _settings.workload_schedules:
-    schedule(SEND_DUE, cron=_settings.messages_due_cron, name="messages.send_due", misfire="skip")
+recurring(
+    SEND_DUE, cron=lambda s: s.messages_due_cron, when=lambda s: s.workload_schedules,
+    name="messages.send_due", misfire="skip",
+)

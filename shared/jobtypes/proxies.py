@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from shared.jobtypes.registry import EmptyPayload, Payload, declare
-from shared.schedules import schedule
-from shared.settings import get_settings
+from shared.jobtypes.recurring import recurring
+from shared.jobtypes.registry import EmptyPayload, Payload, declare, function_at
 
-_settings = get_settings()
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 
 class ProxyCheck(Payload):
@@ -21,7 +21,7 @@ CHECK = declare(
     "proxies.check", ProxyCheck,
     pool="io", queue="low", max_attempts=2,
     # A check bounds itself by the total timeout; the job's limit only catches a stuck process.
-    timeout_seconds=_settings.proxy_total_timeout_seconds + 30,
+    timeout_seconds=lambda s: s.proxy_total_timeout_seconds + 30,
     # One check per proxy at a time: a slow check makes the next fan-out skip that proxy, so
     # checks of a stalling proxy never pile up.
     unique_by=("proxy_id",),
@@ -34,32 +34,31 @@ class ProxyBatch(Payload):
     proxy_ids: list[int] = Field(min_length=1, max_length=10_000)  # ids only: the handler reads the rest
 
 
-# A batch's checks run `proxy_check_concurrency` at a time, each bounded by the total timeout:
-# the slowest batch (every check stalling) takes this many rounds of it.
-_ROUNDS = -(-_settings.proxy_check_batch_size // _settings.proxy_check_concurrency)
+def _batch_timeout(settings: Settings) -> float:
+    # A batch's checks run `proxy_check_concurrency` at a time, each bounded by the total
+    # timeout: the slowest batch (every check stalling) takes this many rounds of it.
+    rounds = -(-settings.proxy_check_batch_size // settings.proxy_check_concurrency)
+    return rounds * settings.proxy_total_timeout_seconds + 60
+
 
 CHECK_BATCH = declare(
     "proxies.check_batch", ProxyBatch,
     # IO-bound like a single check: a batch waits on its proxies, so it runs on the IO worker
     # class's threads, not in a prefork process held for the whole batch.
     pool="io", queue="low", max_attempts=2,
-    timeout_seconds=_ROUNDS * _settings.proxy_total_timeout_seconds + 60,
+    timeout_seconds=_batch_timeout,
     description="Checks a sweep's batch of proxies concurrently and records each one's health.",
 )
-
-
-def _has_work(session: Any) -> bool:
-    from shared.workloads.proxies import any_checkable_proxies  # that module imports this one: look it up at call time
-
-    return any_checkable_proxies(session)
 
 
 CHECK_ALL = declare(
     "proxies.check_all", EmptyPayload,
     pool="io", queue="low", max_attempts=1, timeout_seconds=300,
-    has_work=_has_work,
+    has_work=function_at("shared.workloads.proxies:any_checkable_proxies"),
     description="Starts a proxy sweep: the proxies that are not disabled, in proxies.check_batch jobs.",
 )
 
-if _settings.workload_schedules:
-    schedule(CHECK_ALL, cron=_settings.proxy_check_cron, name="proxies.check_all", misfire="skip")
+recurring(
+    CHECK_ALL, cron=lambda s: s.proxy_check_cron, when=lambda s: s.workload_schedules,
+    name="proxies.check_all", misfire="skip",
+)

@@ -81,7 +81,6 @@ class ProactiveMessage(Base):
     sent_at: Mapped[datetime | None]
     telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
     failure_reason: Mapped[str | None] = mapped_column(Text)
-    needs_review: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql_text("false"))
     job_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = created_at_column()
 

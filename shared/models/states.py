@@ -61,12 +61,19 @@ class PostState(StrEnum):
     CANCELLED = "cancelled"
 
 
+# One model for "the outcome is unknown and cannot be checked: an operator decides", in both
+# workloads that talk to people: a state of the row (nothing picks it up again, the console's
+# review page lists it), left only by an operator's verdict (`jobctl posts resolve`,
+# `jobctl messages resolve`, the console).
+NEEDS_REVIEW = "needs_review"
+
+
 class PublicationState(StrEnum):
     PENDING = "pending"
     PUBLISHING = "publishing"  # a request may be in flight: never blindly repeated
     PUBLISHED = "published"
     FAILED = "failed"
-    NEEDS_REVIEW = "needs_review"  # outcome unknown and not verifiable: an operator decides
+    NEEDS_REVIEW = NEEDS_REVIEW
 
 
 class MessageState(StrEnum):
@@ -74,6 +81,7 @@ class MessageState(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    NEEDS_REVIEW = NEEDS_REVIEW
 
 
 class SocialPlatform(StrEnum):

@@ -117,14 +117,13 @@ ORDER BY x.id DESC LIMIT :limit;
 
 -- name: console_messages
 -- The newest proactive messages (text shortened).
-SELECT id, user_id, left(text, 120) AS text, state, send_at, send_started_at, sent_at, failure_reason,
-       needs_review, job_id
+SELECT id, user_id, left(text, 120) AS text, state, send_at, send_started_at, sent_at, failure_reason, job_id
 FROM proactive_messages ORDER BY id DESC LIMIT :limit;
 
 -- name: console_review_messages
 -- Messages whose send has an unknown outcome (a crash after the request): an operator settles them.
 SELECT id, user_id, text, state, send_started_at, failure_reason, job_id
-FROM proactive_messages WHERE needs_review AND state = 'pending' ORDER BY id LIMIT :limit;
+FROM proactive_messages WHERE state = 'needs_review' ORDER BY id LIMIT :limit;
 
 -- name: console_review_publications
 -- Publications whose outcome is unknown after a crash: an operator settles them.

@@ -165,16 +165,33 @@ def finish_execution(
     db: Executor, job_id: int, attempt: int, execution_id: int, finish: Finish, now: datetime | None = None
 ) -> FinishWritten:
     """Record an attempt's end; not recorded when the job moved on (a newer attempt owns it)."""
-    params = {
-        "job_id": job_id, "attempt": attempt, "execution_id": execution_id, "now": now,
-        "job_state": finish.job_state, "execution_state": finish.execution_state, "delay": finish.delay,
-        "extra_attempts": finish.extra_attempts, "error_class": finish.error_class,
-        "error_message": finish.error_message, "traceback": finish.traceback, "cancel_reason": finish.cancel_reason,
-    }
+    params = dict(_finish_params(finish), job_id=job_id, attempt=attempt, execution_id=execution_id, now=now)
     row = db.execute(query("finish_execution"), params).first()
     if row is None:
         return FinishWritten(recorded=False)
     return FinishWritten(bool(row.jobs_updated), bool(row.has_dependents), row.run_at)
+
+
+def finish_lost_claim(
+    db: Executor, job: ClaimedJob, worker_id: str, task_id: str | None, finish: Finish, now: datetime | None = None
+) -> FinishWritten:
+    """Record the end of an attempt whose claim the database lost in a crash (claims commit
+    without waiting for the disk, see `claim_job`), claim and end together, while nobody else
+    has claimed the job since."""
+    params = dict(_finish_params(finish), job_id=job.id, attempt=job.attempt, started_at=job.started_at,
+                  worker_id=worker_id, task_id=task_id, now=now)
+    row = db.execute(query("finish_lost_claim"), params).first()
+    if row is None:
+        return FinishWritten(recorded=False)
+    return FinishWritten(True, bool(row.has_dependents), row.run_at)
+
+
+def _finish_params(finish: Finish) -> dict[str, object]:
+    return {
+        "job_state": finish.job_state, "execution_state": finish.execution_state, "delay": finish.delay,
+        "extra_attempts": finish.extra_attempts, "error_class": finish.error_class,
+        "error_message": finish.error_message, "traceback": finish.traceback, "cancel_reason": finish.cancel_reason,
+    }
 
 
 def request_cancel_running(db: Executor, job_id: int, reason: str, now: datetime | None = None) -> bool:

@@ -1,23 +1,26 @@
 """Users, their Telegram connections and proactive messages: creating them, the fan-out of due
-messages, and an operator's verdict on a message whose send has an unknown outcome."""
+messages, an attempt's claim on a message (and what becomes of its send), and an operator's
+verdict on a message whose send has an unknown outcome."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from shared.crypto import encrypt
+from shared.crypto import DecryptionError, decrypt, encrypt
 from shared.enqueue import enqueue
 from shared.errors import InvalidTransition, NotFound, ValidationError
 from shared.jobtypes.messages import SEND
 from shared.models.domain import ProactiveMessage, TelegramConnection, User
 from shared.models.states import MessageState
-from shared.settings import get_settings
-from shared.workloads import error_text
+from shared.outcomes import Cancel, Outcome, Snooze
+from shared.settings import Settings
+from shared.workloads import error_text, flagged_for_review, pacing, undecryptable
 
 FAN_OUT_PAGE = 500  # due messages per transaction
 # A bot token is "<bot id>:<secret>"; the id is public (it is the bot's user id).
@@ -81,14 +84,16 @@ def create_message(session: Session, *, user_id: int, text: str, send_at: dateti
     return message
 
 
-def enqueue_due_messages(session: Session, *, now: datetime | None = None, limit: int = FAN_OUT_PAGE) -> list[int]:
+def enqueue_due_messages(
+    session: Session, *, chat_interval: float, now: datetime | None = None, limit: int = FAN_OUT_PAGE,
+) -> list[int]:
     """The fan-out: one send job per due pending message that has none yet, recorded on the
-    message in this transaction (so a message gets one job, however many sweeps run). Flagged
-    messages wait for an operator. Returns the job ids.
+    message in this transaction (so a message gets one job, however many sweeps run). Messages
+    in `needs_review` are not pending: they wait for an operator. Returns the job ids.
 
     A chat's second and later messages in one page start one chat interval apart: the limit is
     kept at send time anyway, but jobs that would only wait there would hold worker threads
-    that other chats' messages could use."""
+    that other chats' messages could use. `chat_interval`: JOBS_TELEGRAM_CHAT_INTERVAL_SECONDS."""
     due_at = now if now is not None else func.now()
     rows = session.execute(
         select(ProactiveMessage.id, TelegramConnection.bot_id, TelegramConnection.id.label("connection_id"))
@@ -96,14 +101,13 @@ def enqueue_due_messages(session: Session, *, now: datetime | None = None, limit
             TelegramConnection.user_id == ProactiveMessage.user_id, TelegramConnection.is_active))
         .where(
             ProactiveMessage.state == MessageState.PENDING, ProactiveMessage.job_id.is_(None),
-            ~ProactiveMessage.needs_review,
             or_(ProactiveMessage.send_at.is_(None), ProactiveMessage.send_at <= due_at),
         )
         .order_by(func.coalesce(ProactiveMessage.send_at, ProactiveMessage.created_at), ProactiveMessage.id)
         .limit(limit).with_for_update(of=ProactiveMessage, skip_locked=True)
     ).all()
     jobs = []
-    interval = get_settings().telegram_chat_interval_seconds
+    interval = chat_interval
     queued_per_chat: Counter[int | None] = Counter()
     for message_id, bot_id, connection_id in rows:
         ahead = queued_per_chat[connection_id] if connection_id is not None else 0
@@ -120,7 +124,6 @@ def any_due_messages(session: Session) -> bool:
     return bool(session.scalar(select(
         select(ProactiveMessage.id).where(
             ProactiveMessage.state == MessageState.PENDING, ProactiveMessage.job_id.is_(None),
-            ~ProactiveMessage.needs_review,
             or_(ProactiveMessage.send_at.is_(None), ProactiveMessage.send_at <= func.now()),
         ).exists()
     )))
@@ -132,8 +135,8 @@ def resolve_message(session: Session, message_id: int, verdict: str) -> Proactiv
     message = session.get(ProactiveMessage, message_id, with_for_update=True)
     if message is None:
         raise NotFound(f"no message with id {message_id}")
-    if not message.needs_review or message.state != MessageState.PENDING:
-        raise InvalidTransition(f"message {message_id} is {message.state} and not flagged for review")
+    if message.state != MessageState.NEEDS_REVIEW:
+        raise InvalidTransition(f"message {message_id} is {message.state}, not needs_review")
     if verdict == "sent":
         message.state, message.sent_at = MessageState.SENT, message.send_started_at or func.now()
     elif verdict == "failed":
@@ -141,12 +144,86 @@ def resolve_message(session: Session, message_id: int, verdict: str) -> Proactiv
         message.failure_reason = error_text(f"{message.failure_reason}; operator: not delivered")
     elif verdict == "resend":
         # A new job by the next fan-out: the old one has finished, so the unique key is free.
+        message.state = MessageState.PENDING
         message.send_started_at, message.job_id, message.failure_reason = None, None, None
     else:
         raise ValidationError("verdict must be sent, failed or resend", field="verdict")
-    message.needs_review = False
     session.flush()
     return message
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What one attempt sends, and where."""
+
+    message_id: int
+    connection_id: int
+    chat_id: int
+    text: str
+    token: str = field(repr=False)  # decrypted for this attempt only; never logged or raised
+    reservation: pacing.Reservation | None = field(default=None, repr=False)
+
+
+def begin_send(
+    session: Session, message_id: int, job_id: int, settings: Settings,
+) -> Delivery | pacing.Wait | Outcome | None:
+    """Lock the message, decide whether this attempt may send, reserve the send (per bot and
+    per chat) and mark it; or say how long to wait, or how the job ends (settled here: no
+    connection, an earlier send unfinished, the token undecryptable). None: nothing to do
+    (gone, settled, or waiting for an operator)."""
+    message = session.get(ProactiveMessage, message_id, with_for_update=True, populate_existing=True)
+    if message is None or message.state != MessageState.PENDING:
+        return None
+    now = session.scalar(select(func.now()))
+    assert now is not None
+    if message.send_at is not None and message.send_at > now:  # moved later after it was enqueued
+        return Snooze((message.send_at - now).total_seconds())
+    if message.send_started_at is not None:
+        reason = (f"a send started at {message.send_started_at.isoformat()} did not finish; "
+                  "its outcome is unknown, so it is not repeated")
+        message.state, message.failure_reason = MessageState.NEEDS_REVIEW, reason
+        return flagged_for_review(f"message {message_id}", reason)
+    connection = active_connection(session, message.user_id, lock=True)
+    if connection is None:
+        message.state, message.failure_reason = MessageState.CANCELLED, "no active Telegram connection"
+        return Cancel(f"message {message_id}: no active Telegram connection")
+    try:
+        token = decrypt(connection.bot_token_encrypted, settings)
+    except DecryptionError as exc:
+        message.state, message.failure_reason = MessageState.FAILED, str(exc)
+        return undecryptable(f"message {message_id}", exc)
+    bot = token.split(":", 1)[0]  # the bot's public id: Telegram's limits are per bot
+    # The mark is written before the reservation: the keys stay locked from the reservation to
+    # the commit, so nothing else is written in between. Taken back if the send must wait; set
+    # to the reservation's time when the send ends (end_send).
+    earlier_job_id = message.job_id
+    message.send_started_at, message.job_id = func.clock_timestamp(), job_id
+    session.flush()
+    reserved = pacing.reserve(session, [
+        pacing.SendLimit(f"telegram.bot|{bot}", settings.telegram_global_rate, 1.0),
+        pacing.SendLimit(f"telegram.chat|{bot}|{connection.chat_id}", 1, settings.telegram_chat_interval_seconds),
+    ], holder=job_id, hold_seconds=settings.platform_timeout_seconds + 5)
+    if isinstance(reserved, pacing.Wait):
+        message.send_started_at, message.job_id = None, earlier_job_id
+        return reserved
+    return Delivery(message.id, connection.id, connection.chat_id, message.text, token, reserved)
+
+
+def end_send(session: Session, delivery: Delivery, **values: object) -> None:
+    """Record what became of the send (`values`: the message's columns) and end its reservation
+    (every path after the request comes here, so the limits count the send from its real end,
+    not its pessimistic one). `send_started_at=None` takes the mark back (Telegram did not act)."""
+    if delivery.reservation is not None:
+        pacing.finish(session, delivery.reservation)
+        session.execute(update(TelegramConnection).where(TelegramConnection.id == delivery.connection_id)
+                        .values(last_sent_at=delivery.reservation.started_at))
+        if values.get("send_started_at", True) is not None:  # not when the mark is taken back
+            values.setdefault("send_started_at", delivery.reservation.started_at)
+    message = session.get(ProactiveMessage, delivery.message_id, with_for_update=True)
+    assert message is not None
+    for name, value in values.items():
+        # failure_reason quotes what Telegram or an exception said: stored cleaned.
+        setattr(message, name, error_text(value) if name == "failure_reason" else value)  # type: ignore[arg-type]
 
 
 def list_messages(session: Session, limit: int = 50) -> list[ProactiveMessage]:

@@ -1,8 +1,10 @@
-"""Social accounts, posts and their publications: creating them, the fan-out of due posts, and
-the post's state following its publications."""
+"""Social accounts, posts and their publications: creating them, the fan-out of due posts, an
+attempt's claim on a publication (and what becomes of it), and the post's state following its
+publications."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 from urllib.parse import urlsplit
@@ -10,13 +12,15 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.crypto import encrypt
+from shared.crypto import DecryptionError, decrypt, encrypt
 from shared.enqueue import enqueue
 from shared.errors import InvalidTransition, NotFound, ValidationError
 from shared.jobtypes.posts import PUBLISH
 from shared.models.domain import Post, PostPublication, SocialAccount, User
 from shared.models.states import AccountStatus, PostState, PublicationState, SocialPlatform
-from shared.workloads import error_text
+from shared.outcomes import Discard, Outcome
+from shared.settings import Settings
+from shared.workloads import error_text, flagged_for_review, pacing, undecryptable
 
 FAN_OUT_PAGE = 200  # due posts per transaction
 _OPEN = (PublicationState.PENDING, PublicationState.PUBLISHING)
@@ -195,6 +199,107 @@ def resolve_publication(session: Session, publication_id: int, *, platform_post_
     session.flush()
     settle_post(session, publication.post_id)
     return publication
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one attempt publishes, and where."""
+
+    publication_id: int
+    post_id: int
+    account_id: int
+    platform: str
+    external_id: str
+    url: str | None
+    content: str
+    media_url: str | None
+    resumed: bool  # an earlier attempt marked it publishing and did not finish: outcome unknown
+    token: str = field(repr=False)  # decrypted for this attempt only; never logged or raised
+    reservation: pacing.Reservation | None = field(default=None, repr=False)
+
+
+def begin_publication(
+    session: Session, publication_id: int, job_id: int, settings: Settings,
+) -> Target | pacing.Wait | Outcome | None:
+    """Lock the publication, decide whether and how this attempt may publish, reserve the
+    account's send and mark it `publishing`; or say how long to wait, or how the job ends
+    (settled here: the post cancelled, the account not active, Telegram resumed, the token
+    undecryptable). None: nothing to do (gone, or settled by an earlier attempt or an operator)."""
+    publication = session.get(PostPublication, publication_id, with_for_update=True, populate_existing=True)
+    if publication is None or publication.state not in _OPEN:
+        return None
+    post = session.get(Post, publication.post_id)
+    account = session.get(SocialAccount, publication.social_account_id)
+    assert post is not None and account is not None  # foreign keys
+    refusal = None
+    if post.state == PostState.CANCELLED:
+        refusal = "the post was cancelled"
+    elif account.status != AccountStatus.ACTIVE:
+        refusal = f"account {account.id} is {account.status}" + (f": {account.status_reason}" if account.status_reason else "")
+    resumed = publication.state == PublicationState.PUBLISHING
+    if refusal is None and resumed and account.platform == SocialPlatform.TELEGRAM:
+        reason = "an earlier attempt may have posted (it did not finish) and Telegram cannot be asked"
+        _settle_now(session, publication, PublicationState.NEEDS_REVIEW, reason)
+        return flagged_for_review(f"publication {publication.id}", reason)
+    if refusal is not None:
+        return _settle_now(session, publication, PublicationState.FAILED, refusal)
+    try:
+        token = decrypt(account.access_token_encrypted or "", settings)
+    except DecryptionError as exc:
+        _settle_now(session, publication, PublicationState.FAILED, str(exc))
+        return undecryptable(f"publication {publication.id}", exc)
+    reserved = pacing.reserve(session, [pacing.SendLimit(
+        f"posts.account|{account.id}", settings.post_account_rate, settings.post_account_rate_period_seconds,
+    )], holder=job_id, hold_seconds=settings.platform_timeout_seconds * 4 + 5)
+    if isinstance(reserved, pacing.Wait):
+        return reserved
+    if not resumed:
+        publication.publish_started_at = func.now()
+    publication.state, publication.job_id = PublicationState.PUBLISHING, job_id
+    return Target(
+        publication_id=publication.id, post_id=post.id, account_id=account.id, platform=account.platform,
+        external_id=account.external_id, url=account.settings.get("url"), content=post.content,
+        media_url=post.media_url, resumed=resumed, token=token, reservation=reserved,
+    )
+
+
+def _settle_now(session: Session, publication: PostPublication, state: str, message: str) -> Outcome:
+    publication.state, publication.error_message = state, error_text(message)
+    session.flush()
+    settle_post(session, publication.post_id)
+    return Discard(f"publication {publication.id}: {message}")
+
+
+def end_publication(session: Session, target: Target) -> None:
+    """The platform call returned (or gave up): the account's send counts from its real end."""
+    if target.reservation is not None:
+        pacing.finish(session, target.reservation)
+
+
+def settle_publication(
+    session: Session, target: Target, state: str, message: str | None, platform_post_id: str | None = None,
+) -> str:
+    """What became of the attempt: `pending` takes the mark back (the platform did not act),
+    `published`, `failed` or `needs_review`; the post follows. Returns the post's state."""
+    _set(session, target.publication_id, state, message, platform_post_id)
+    return settle_post(session, target.post_id)
+
+
+def fail_for_expired_token(session: Session, target: Target, reason: str) -> None:
+    """The platform refused the account's token: this publication fails, the account expires
+    (failing its pending publications), and every post concerned is settled."""
+    _set(session, target.publication_id, PublicationState.FAILED, f"account token expired or revoked: {reason}")
+    for post_id in {target.post_id, *expire_account(session, target.account_id, reason)}:
+        settle_post(session, post_id)
+
+
+def _set(session: Session, publication_id: int, state: str, message: str | None, platform_post_id: str | None = None) -> None:
+    publication = session.get(PostPublication, publication_id, with_for_update=True, populate_existing=True)
+    assert publication is not None
+    publication.state, publication.error_message = state, error_text(message)
+    if platform_post_id is not None:
+        publication.platform_post_id, publication.published_at = platform_post_id, func.now()
+    session.flush()
 
 
 def list_posts(session: Session, limit: int = 50) -> list[Post]:

@@ -1,24 +1,33 @@
-"""Proxies: adding them (password encrypted), enabling and disabling, and the fan-out of checks."""
+"""Proxies: adding them (password encrypted), enabling and disabling, the checks' fan-out
+(sweeps), what a check needs to know about a proxy, and the bookkeeping of a check's result
+(log row, score, streak, status)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol, Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from shared.crypto import encrypt
+from shared.crypto import DecryptionError, decrypt, encrypt
 from shared.enqueue import enqueue
 from shared.errors import NotFound, ValidationError
 from shared.jobtypes.proxies import CHECK, CHECK_BATCH
-from shared.models.domain import Proxy, ProxySweep
+from shared.models.domain import Proxy, ProxyHealthLog, ProxySweep
 from shared.models.states import TERMINAL_JOB_STATES, ProxyStatus, ProxyType
-from shared.settings import get_settings
+from shared.outside_text import clean
+from shared.settings import Settings
 from shared.store.control import job_state
+from shared.workloads.proxy_scoring import WINDOW, CheckOutcome, health_score, next_status
 
-# Proxies enqueued per statement batch by the fan-out; bounds one transaction's size.
-FAN_OUT_PAGE = 500
+# Proxy ids read per statement by `enqueue_checks`. It bounds each read, not the transaction:
+# `enqueue_checks` runs in its caller's transaction (a product's, or `jobctl`'s), as every
+# service here does, so its jobs commit with whatever the caller writes.
+CHECK_IDS_PAGE = 500
+# The most characters of a check's error text a log row keeps (the checker cuts to it too).
+MAX_CHECK_ERROR = 1000
 
 
 def add_proxy(
@@ -95,14 +104,14 @@ def enqueue_checks(session: Session) -> tuple[int, int]:
     while True:
         ids = list(session.scalars(
             select(Proxy.id).where(Proxy.status != ProxyStatus.DISABLED, Proxy.id > after)
-            .order_by(Proxy.id).limit(FAN_OUT_PAGE)
+            .order_by(Proxy.id).limit(CHECK_IDS_PAGE)
         ))
         for proxy_id in ids:
             if enqueue(session, CHECK, {"proxy_id": proxy_id}).duplicate:
                 held += 1
             else:
                 added += 1
-        if len(ids) < FAN_OUT_PAGE:
+        if len(ids) < CHECK_IDS_PAGE:
             return added, held
         after = ids[-1]
 
@@ -113,12 +122,16 @@ class SweepStart:
     running: ProxySweep | None = None  # that previous one
 
 
-def start_sweep(session: Session, batch_size: int | None = None) -> SweepStart:
+def start_sweep(session: Session, batch_size: int) -> SweepStart:
     """A sweep: every proxy that is not disabled, in check jobs of at most `batch_size` proxies
-    (each job checks its proxies concurrently). None while the last sweep still has a check job that
-    is not finished (checks of a stalling proxy never pile up); a sweep whose jobs all ended
-    before checking everything (they failed for good) is closed then."""
-    size = batch_size or get_settings().proxy_check_batch_size
+    (JOBS_PROXY_CHECK_BATCH_SIZE; each job checks its proxies concurrently). None while the last
+    sweep still has a check job that is not finished (checks of a stalling proxy never pile up);
+    a sweep whose jobs all ended before checking everything (they failed for good) is closed then.
+
+    Not paged: the sweep row, its batch jobs and their ids on the row commit together (a sweep
+    half made would count proxies no job checks), and the jobs are few (one per `batch_size`
+    proxies: 40 for 10,000), so the transaction stays small."""
+    size = batch_size
     last = session.scalar(select(ProxySweep).order_by(ProxySweep.id.desc()).limit(1).with_for_update())
     if last is not None and last.finished_at is None:
         states = [job_state(session, job_id) for job_id in last.job_ids]
@@ -181,3 +194,136 @@ def list_sweeps(session: Session, limit: int = 10) -> list[SweepView]:
                   round(((s.finished_at or now) - s.started_at).total_seconds(), 1))
         for s in session.scalars(select(ProxySweep).order_by(ProxySweep.id.desc()).limit(limit))
     ]
+
+
+@dataclass(frozen=True)
+class ProxyAccess:
+    """What a check needs to reach a proxy, its password decrypted for this attempt only."""
+
+    id: int
+    type: str
+    host: str
+    port: int
+    username: str | None
+    password: str | None = field(repr=False)
+
+
+def proxy_to_check(session: Session, proxy_id: int, settings: Settings) -> ProxyAccess | None:
+    """The proxy, unless it is gone or disabled. `DecryptionError` when its password cannot be
+    decrypted (no configured key opens it)."""
+    proxy = session.get(Proxy, proxy_id)
+    if proxy is None or proxy.status == ProxyStatus.DISABLED:
+        return None
+    return _access(proxy, settings)
+
+
+@dataclass(frozen=True)
+class BatchToCheck:
+    proxies: list[ProxyAccess]  # in the batch's order (the sweep's: likely slow ones first)
+    skipped: int  # gone or disabled since the sweep began: counted as done, not checked
+    undecryptable: list[tuple[int, DecryptionError]]  # not checked either: retrying cannot help
+
+
+def batch_to_check(session: Session, proxy_ids: Sequence[int], settings: Settings) -> BatchToCheck:
+    found = {proxy.id: proxy for proxy in session.scalars(
+        select(Proxy).where(Proxy.id.in_(proxy_ids), Proxy.status != ProxyStatus.DISABLED))}
+    proxies, undecryptable = [], []
+    for proxy_id in dict.fromkeys(proxy_ids):
+        if proxy_id in found:
+            try:
+                proxies.append(_access(found[proxy_id], settings))
+            except DecryptionError as exc:
+                undecryptable.append((proxy_id, exc))
+    skipped = len(set(proxy_ids)) - len(proxies)
+    return BatchToCheck(proxies, skipped, undecryptable)
+
+
+def _access(proxy: Proxy, settings: Settings) -> ProxyAccess:
+    password = decrypt(proxy.password_encrypted, settings) if proxy.password_encrypted else None
+    return ProxyAccess(proxy.id, proxy.type, proxy.host, proxy.port, proxy.username, password)
+
+
+class CheckRecord(Protocol):
+    """A check's result as it is recorded (the checker's `CheckResult` is one)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def latency_ms(self) -> float | None: ...
+    @property
+    def http_status(self) -> int | None: ...
+    @property
+    def error_class(self) -> str | None: ...
+    @property
+    def error_message(self) -> str | None: ...
+    @property
+    def exit_ip(self) -> str | None: ...
+
+
+def record_check(session: Session, proxy_id: int, result: CheckRecord, disable_after: int) -> tuple[str, int]:
+    """Write the health log row and move the proxy's score, streak and status (under its row
+    lock, so two checks finishing together cannot lose an update)."""
+    return record_checks(session, [(proxy_id, result)], disable_after).get(proxy_id, ("gone", 0))
+
+
+def record_checks(
+    session: Session, checks: Sequence[tuple[int, CheckRecord]], disable_after: int,
+) -> dict[int, tuple[str, int]]:
+    """`record_check` for many proxies in a few statements (a sweep records in chunks): lock
+    the proxies (in id order), insert the log rows, read each one's recent window, update."""
+    if not checks:
+        return {}
+    ids = sorted({proxy_id for proxy_id, _ in checks})
+    proxies = {p.id: p for p in session.scalars(
+        select(Proxy).where(Proxy.id.in_(ids)).order_by(Proxy.id).with_for_update().execution_options(populate_existing=True))}
+    checks = [(proxy_id, result) for proxy_id, result in checks if proxy_id in proxies]  # deleted meanwhile
+    if not checks:
+        return {}
+    session.execute(insert(ProxyHealthLog), [{
+        "proxy_id": proxy_id, "ok": result.ok, "latency_ms": result.latency_ms, "http_status": result.http_status,
+        # The checker cleaned its message already; cleaned again here because this is where it
+        # is stored, whoever made the result (a NUL would make the check unrecordable).
+        "error_class": result.error_class, "error_message": clean(result.error_message, limit=MAX_CHECK_ERROR),
+        "exit_ip": clean(result.exit_ip),
+    } for proxy_id, result in checks])
+    ranked = select(
+        ProxyHealthLog.proxy_id, ProxyHealthLog.ok, ProxyHealthLog.latency_ms,
+        func.row_number().over(partition_by=ProxyHealthLog.proxy_id,
+                               order_by=(ProxyHealthLog.checked_at.desc(), ProxyHealthLog.id.desc())).label("n"),
+    ).where(ProxyHealthLog.proxy_id.in_(ids)).subquery()
+    recent: dict[int, list[CheckOutcome]] = {}
+    for proxy_id, ok, latency, _n in session.execute(
+            select(ranked).where(ranked.c.n <= WINDOW).order_by(ranked.c.proxy_id, ranked.c.n.desc())):
+        recent.setdefault(proxy_id, []).append(CheckOutcome(ok, latency))  # oldest first
+    outcome: dict[int, tuple[str, int]] = {}
+    for proxy_id, result in checks:
+        proxy = proxies[proxy_id]
+        score = health_score(recent.get(proxy_id, []))
+        failures = 0 if result.ok else proxy.consecutive_failures + 1
+        proxy.status = next_status(proxy.status, score, failures, disable_after=disable_after)
+        proxy.health_score, proxy.consecutive_failures = score, failures
+        proxy.last_checked_at = func.now()  # the transaction's time: the same as the log rows' checked_at
+        if result.latency_ms is not None:
+            proxy.last_latency_ms = result.latency_ms
+        outcome[proxy_id] = (proxy.status, score)
+    return outcome
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    sweep: ProxySweep
+    seconds: float  # from its start to its finish, or so far
+
+
+def record_sweep_chunk(
+    session: Session, sweep_id: int, checks: Sequence[tuple[int, CheckRecord]], skipped: int, disable_after: int,
+) -> SweepProgress | None:
+    """A chunk of a sweep's batch: its checks recorded, and counted on the sweep (with the
+    batch's proxies that were not checked, so the sweep still finishes)."""
+    record_checks(session, checks, disable_after)
+    ok = sum(1 for _, result in checks if result.ok)
+    sweep = sweep_checked(session, sweep_id, len(checks) + skipped, ok)
+    now = session.scalar(select(func.clock_timestamp()))
+    if sweep is None or now is None:
+        return None
+    return SweepProgress(sweep, ((sweep.finished_at or now) - sweep.started_at).total_seconds())

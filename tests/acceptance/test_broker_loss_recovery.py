@@ -31,7 +31,7 @@ def test_flushed_messages_are_sent_again_within_seconds_not_after_the_timeout(db
            "JOBS_DISPATCH_WINDOW": str(JOBS)}
     client = redis.Redis.from_url(private_redis)
     enqueue_many_now("test.record", [{"key": f"k{i}"} for i in range(JOBS)])
-    processes.scheduler(env=env)
+    _, health = processes.watched_scheduler(env=env)
     dispatched = "SELECT count(*) FROM jobs WHERE state = 'dispatched' AND type = 'test.record'"
     wait_for(lambda: count(db, dispatched) == JOBS and held_messages(client) == JOBS, 60, "all dispatched")
     client.flushall()
@@ -41,7 +41,9 @@ def test_flushed_messages_are_sent_again_within_seconds_not_after_the_timeout(db
     wait_for(lambda: held_messages(client) >= JOBS, RECOVERY_BOUND_SECONDS, "the lost messages are published again",
              on_timeout=lambda: f"{held_messages(client)} held; {states(db)}")
     assert time.monotonic() - flushed < RECOVERY_BOUND_SECONDS
-    time.sleep(2.5)  # several more checks: nothing held is published a second time
+    # Several more comparisons of the broker with the rows (a job must be missing at two in a
+    # row to be sent again): nothing held is published a second time.
+    health.wait_dispatcher(4, "broker_checks")
     assert held_messages(client) == JOBS
     processes.worker(env=env)
     wait_for(lambda: all_done(db, JOBS), 120, f"all {JOBS} succeed, have {states(db)}")

@@ -169,7 +169,7 @@ def test_settle_needs_review_message(browser: Browser, console: ConsoleServer, d
     user = add_user(db, "reviewed")
     message = add_message(db, user, "hello, did you get this?")
     with db.session() as session:  # what the sender leaves after a crash past the request
-        session.execute(text("UPDATE proactive_messages SET needs_review = true, send_started_at = now(), "
+        session.execute(text("UPDATE proactive_messages SET state = 'needs_review', send_started_at = now(), "
                              "failure_reason = 'outcome unknown' WHERE id = :id"), {"id": message})
     page = log_in(browser, console)
     page.goto("/review")
@@ -179,9 +179,9 @@ def test_settle_needs_review_message(browser: Browser, console: ConsoleServer, d
     expect(page.locator(".flash")).to_contain_text(f"message {message} settled as sent")
     expect(page.locator(f"#message-{message}")).to_have_count(0)
     with db.session() as session:
-        row = session.execute(text("SELECT state, needs_review, sent_at FROM proactive_messages WHERE id = :id"),
+        row = session.execute(text("SELECT state, sent_at FROM proactive_messages WHERE id = :id"),
                               {"id": message}).one()
-    assert row.state == "sent" and not row.needs_review and row.sent_at is not None
+    assert row.state == "sent" and row.sent_at is not None  # so no longer needs_review
 
 
 def test_viewer_cannot_act(browser: Browser, console: ConsoleServer, db: Database) -> None:

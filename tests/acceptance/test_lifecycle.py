@@ -174,10 +174,8 @@ def test_pause_holds_a_queue_and_resume_releases_it(db, processes):
     pause_queue("default")
     enqueue_many_now("test.record", [{"key": f"p{i}"} for i in range(10)])
     processes.worker()
-    processes.scheduler()
-    import time
-
-    time.sleep(1.5)  # several dispatcher rounds: none may start a job of a paused queue
+    _, health = processes.watched_scheduler()
+    health.wait_dispatcher(2)  # the dispatcher had its chance: none of its rounds may start a job of a paused queue
     assert states(db) == {"queued": 10}
     resume_queue("default")
     wait_for(lambda: all_done(db, 10), 30, f"jobs run after resume, have {states(db)}")

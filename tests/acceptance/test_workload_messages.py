@@ -100,10 +100,10 @@ def test_a_send_with_an_unknown_outcome_after_a_crash_is_flagged_not_repeated(db
     for pid in processes.pool_pids(worker):
         os.kill(pid, signal.SIGKILL)
 
-    wait_for(lambda: row(db, "SELECT needs_review FROM proactive_messages WHERE id = :m", m=message).needs_review, 60,
-             "the message is flagged after the rescue")
+    wait_for(lambda: row(db, "SELECT state FROM proactive_messages WHERE id = :m", m=message).state == "needs_review",
+             60, "the message is flagged after the rescue")
     flagged = row(db, "SELECT state, failure_reason FROM proactive_messages WHERE id = :m", m=message)
-    assert flagged.state == "pending" and "outcome is unknown" in flagged.failure_reason
+    assert flagged.state == "needs_review" and "outcome is unknown" in flagged.failure_reason
     assert len(server.requests("telegram.sendMessage")) == 1 and len(server.messages[500]) == 1
 
     result = CliRunner().invoke(messages_cli, ["resolve", str(message), "sent"])

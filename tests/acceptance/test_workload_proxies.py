@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from shared.enqueue import enqueue_now
@@ -57,7 +55,7 @@ def test_each_case_ends_in_the_right_log_row_score_and_status(
     }
     env = dict(BASE_ENV, JOBS_PROXY_CHECK_URL=check_endpoint, JOBS_WORKLOAD_SCHEDULES="false", JOBS_LOG_LEVEL="INFO")
     worker = processes.worker(concurrency=4, env=env)
-    scheduler = processes.scheduler(env=env)
+    scheduler, health = processes.watched_scheduler(env=env)
 
     fan_out_and_wait(db, 5)
     logs = {name: row(db, "SELECT ok, http_status, error_class, exit_ip, latency_ms FROM proxy_health_logs "
@@ -71,7 +69,7 @@ def test_each_case_ends_in_the_right_log_row_score_and_status(
     assert logs["closed port"][:4] == (False, None, "connect_refused", None)
     assert logs["stalling"][:4] == (False, None, "connect_timeout", None)  # the SOCKS greeting never came
     for bad in ("wrong password", "closed port", "stalling"):
-        # No evidence of health scores 0, and under 20 is dead (worker/proxies/scoring.py).
+        # No evidence of health scores 0, and under 20 is dead (shared/workloads/proxy_scoring.py).
         assert state[bad] == ("dead", 0, 1), bad
 
     fan_out_and_wait(db, 10)  # a second failure in a row disables (JOBS_PROXY_DISABLE_AFTER_FAILURES=2)
@@ -79,7 +77,9 @@ def test_each_case_ends_in_the_right_log_row_score_and_status(
     assert [statuses[proxies[n]] for n in proxies] == ["active", "active", "disabled", "disabled", "disabled"]
 
     fan_out_and_wait(db, 12)  # disabled proxies are no longer checked
-    time.sleep(0.5)
+    # Every job has finished, so every check it made is logged; two more dispatcher rounds
+    # show no further job was waiting to start.
+    health.wait_dispatcher(2)
     assert count(db, "SELECT count(*) FROM proxy_health_logs") == 12
     assert count(db, "SELECT count(*) FROM jobs WHERE type = 'proxies.check_batch'") == 3  # a batch per sweep
     assert rows(db, "SELECT total, checked, finished_at IS NOT NULL FROM proxy_sweeps ORDER BY id") == [

@@ -109,7 +109,11 @@ def run_once(db: Any, clock: FrozenClock, handler: Any) -> tuple[int, Any]:
         session.execute(text("UPDATE jobs SET state = 'dispatched' WHERE id = :j"), {"j": job_id})
     settings = get_settings().model_copy(update={"backoff_base_seconds": 3.0, "backoff_max_seconds": 60.0,
                                                  "backoff_jitter": 0.0})
-    attempt = JobRunner(settings, clock, db, "w-clock").run(registry.get("test.record"), handler, job_id, "task")
+    runner = JobRunner(settings, clock, db, "w-clock")
+    try:
+        attempt = runner.run(registry.get("test.record"), handler, job_id, "task")
+    finally:
+        runner.connection.close()
     assert attempt is not None and attempt.recorded
     with db.session() as session:
         assert timing(session, job_id).state == "scheduled"

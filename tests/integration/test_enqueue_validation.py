@@ -7,6 +7,8 @@ from sqlalchemy import text
 
 from shared.enqueue import enqueue, enqueue_many, enqueue_now
 from shared.errors import PayloadInvalid, PayloadTooLarge, UnknownJobType, UnknownQueue, ValidationError
+from shared.jobtypes.registry import registry
+from shared.settings import get_settings, load_settings
 
 
 def job_count(db) -> int:
@@ -62,3 +64,30 @@ def test_delay_makes_a_scheduled_job(db):
     with db.session() as s:
         row = s.execute(text("SELECT state, run_at - created_at AS gap FROM jobs WHERE id = :i"), {"i": job.id}).one()
     assert row.state == "scheduled" and 59 <= row.gap.total_seconds() <= 61
+
+
+@pytest.fixture
+def configured_with():
+    """Resolves the process-wide registry with a settings object of the test's own, then with
+    the run's settings again."""
+    yield registry.configure
+    registry.configure(get_settings())
+
+
+def test_stored_timeouts_are_those_the_registry_resolved_from_the_settings(db, configured_with):
+    configured_with(load_settings({}, platform_timeout_seconds=2.5, proxy_connect_timeout_seconds=1,
+                                  proxy_total_timeout_seconds=4, proxy_check_batch_size=7, proxy_check_concurrency=3))
+    with db.session() as session:
+        jobs = {
+            "messages.send": enqueue(session, "messages.send", {"message_id": 1}).id,
+            "posts.publish": enqueue(session, "posts.publish", {"publication_id": 1, "social_account_id": 1}).id,
+            "proxies.check": enqueue(session, "proxies.check", {"proxy_id": 1}).id,
+            "proxies.check_batch": enqueue_many(session, "proxies.check_batch", [{"sweep_id": 1, "proxy_ids": [1]}])[0],
+            "proxies.check_all": enqueue(session, "proxies.check_all").id,
+            "explicit": enqueue(session, "messages.send", {"message_id": 2}, timeout=12).id,
+        }
+        stored = dict(session.execute(text("SELECT id, timeout_seconds FROM jobs")).all())
+    assert {name: stored[job_id] for name, job_id in jobs.items()} == {
+        "messages.send": 32.5, "posts.publish": 40.0, "proxies.check": 34.0, "proxies.check_batch": 72.0,
+        "proxies.check_all": 300.0, "explicit": 12.0,
+    }

@@ -1,5 +1,5 @@
 """How a check result moves a proxy: log row, score, streak, status, disabling and recovery
-(the bookkeeping of worker/handlers/proxies.py against the real database)."""
+(the bookkeeping of shared/workloads/proxies.py against the real database)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from sqlalchemy import text
 
 from shared.crypto import decrypt
 from shared.errors import ValidationError
+from shared.jobtypes.proxies import ProxyBatch, ProxyCheck
+from shared.outcomes import Discard
+from shared.settings import load_settings
 from shared.workloads import proxies as proxy_service
-from tests.workload_data import row, rows
-from worker.handlers.proxies import record_check
+from tests.workload_data import context, row, rows
+from worker.handlers import proxies as proxy_handlers
 from worker.proxies.checker import CheckResult
 
 OK = CheckResult(True, 120.0, 200, None, None, "203.0.113.7")
@@ -26,7 +29,7 @@ def new_proxy(db, **fields) -> int:
 def apply(db, proxy_id: int, *results: CheckResult, disable_after: int = 4) -> tuple[str, int, int]:
     for result in results:
         with db.session() as session:
-            record_check(session, proxy_id, result, disable_after)
+            proxy_service.record_check(session, proxy_id, result, disable_after)
     return tuple(row(db, "SELECT status, health_score, consecutive_failures FROM proxies WHERE id = :i", i=proxy_id))
 
 
@@ -117,3 +120,28 @@ def test_the_fan_out_checks_unchecked_proxies(db):
     with db.session() as session:
         assert proxy_service.enqueue_checks(session) == (1, 0)
     assert row(db, "SELECT payload->>'proxy_id' FROM jobs WHERE type = 'proxies.check'")[0] == str(proxy)
+
+
+def test_a_password_no_key_opens_discards_the_check_and_spares_the_batch(db):
+    """As for a post's or a message's token: the job is discarded, not retried (no retry brings
+    the key back). In a sweep's batch the other proxies are still checked, and the sweep counts
+    the proxy so it finishes."""
+    settings = load_settings(proxy_connect_timeout_seconds=1, proxy_total_timeout_seconds=2)
+    broken = new_proxy(db, port=1, username="alice", password="Pr0xy-S3cret")
+    closed = new_proxy(db, port=1, type="http")  # nothing listens on port 1: refused at once
+    with db.session() as session:
+        session.execute(text("UPDATE proxies SET password_encrypted = 'not-a-fernet-token' WHERE id = :i"), {"i": broken})
+    outcome = proxy_handlers.check(ProxyCheck(proxy_id=broken), context(db, settings))
+    assert isinstance(outcome, Discard) and outcome.reason.startswith(f"proxy {broken}: ")
+    assert "Pr0xy-S3cret" not in outcome.reason and rows(db, "SELECT id FROM proxy_health_logs") == []
+
+    with db.session() as session:
+        sweep = proxy_service.start_sweep(session, settings.proxy_check_batch_size).sweep
+        assert sweep is not None
+        sweep_id = sweep.id
+    assert proxy_handlers.check_batch(ProxyBatch(sweep_id=sweep_id, proxy_ids=[broken, closed]),
+                                      context(db, settings)) is None
+    assert [tuple(r) for r in rows(db, "SELECT proxy_id, error_class FROM proxy_health_logs")] == [
+        (closed, "connect_refused")]
+    swept = row(db, "SELECT total, checked, finished_at FROM proxy_sweeps WHERE id = :i", i=sweep_id)
+    assert (swept.total, swept.checked) == (2, 2) and swept.finished_at is not None

@@ -8,7 +8,10 @@ from datetime import datetime, timezone
 
 import pytest
 
+from shared.clock import FrozenClock
+from shared.db import make_database
 from shared.models.states import ExecutionState, JobState
+from shared.settings import load_settings
 from shared.store.rows import ClaimedJob
 from worker.context import JobContext, JobLogger
 from worker.deadlines import AttemptTimedOut, DeadlineWatcher
@@ -16,9 +19,12 @@ from worker.finishing import decide
 
 
 def _context() -> JobContext:
+    # The watcher never touches the database: an engine that is never connected stands in.
     return JobContext(
         job_id=1, attempt=1, max_attempts=1, job_type="test.x", queue="default", task_id=None, metadata={},
-        logger=JobLogger(logging.getLogger("t"), {}), _write_progress=lambda _: None,
+        logger=JobLogger(logging.getLogger("t"), {}),
+        database=make_database("postgresql+psycopg://unused@127.0.0.1:9/unused", pooled=False),
+        settings=load_settings(environ={}), clock=FrozenClock(), _write_progress=lambda _: None,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.proxies.scoring import (
+from shared.workloads.proxy_scoring import (
     ACTIVE_MIN_SCORE,
     DEAD_AFTER_FAILURES,
     DEAD_BELOW_SCORE,

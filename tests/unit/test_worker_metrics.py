@@ -1,23 +1,17 @@
-"""Worker metrics: which counter an attempt adds to, the observer's accounting, and the multiprocess
-files of a process killed with -9 (real processes writing real files)."""
+"""Worker metrics: which counter an attempt adds to and the observer's accounting. The multiprocess
+files of a process killed with -9 (real processes writing real files, the exposition checked by
+promtool) are in tests/acceptance/test_prometheus_tools.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
 
 from shared.models.states import ExecutionState, JobState
 from shared.store.rows import ClaimedJob, Finish
-from tests.prometheus import promtool_check_metrics
 from worker import metrics
 from worker.runner import Attempt
 
@@ -87,40 +81,3 @@ def test_an_attempt_whose_outcome_was_never_recorded_stops_counting_as_running()
     observer.task_ended(8)  # the task raised before the runner could report a finish
     assert sample(metrics.RUNNING, "jobs_running", **labels) == 0
     assert sample(metrics.FAILED, "jobs_failed_total", **labels) == 0
-
-
-WRITER = """
-import os, sys, time
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[1]
-from worker.metrics import RUNNING, STARTED, RUN_SECONDS
-RUNNING.labels("q", "unit.job").inc()
-STARTED.labels("q", "unit.job").inc()
-RUN_SECONDS.labels("q", "unit.job").observe(0.003)
-print("ready", flush=True)
-time.sleep(60)
-"""
-
-
-def test_multiprocess_files_sum_over_processes_and_a_killed_one_stops_running(tmp_path: Path):
-    root = Path(__file__).resolve().parents[2]
-    writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], cwd=root, stdout=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
-    try:
-        for writer in writers:
-            assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
-        os.kill(writers[0].pid, signal.SIGKILL)
-        writers[0].wait()
-        registry = CollectorRegistry()
-        registry.register(metrics._SweepingCollector(registry=None, path=str(tmp_path)))
-        exposition = generate_latest(registry).decode()
-        promtool_check_metrics(exposition)
-        assert 'jobs_running{job_type="unit.job",queue="q"} 1.0' in exposition  # only the live one
-        assert 'jobs_started_total{job_type="unit.job",queue="q"} 2.0' in exposition  # counters keep the dead one's
-        assert 'jobs_run_seconds_bucket{job_type="unit.job",le="0.005",queue="q"} 2.0' in exposition
-        assert not list(tmp_path.glob(f"gauge_livesum_{writers[0].pid}.db"))
-    finally:
-        for writer in writers:
-            writer.kill()
-            writer.wait()

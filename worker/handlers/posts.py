@@ -1,4 +1,6 @@
 """Post publishing: the fan-out of due posts, and one publication of one post to one account.
+What an attempt reads and writes is the service's (shared/workloads/posts.py); here are the
+steps and the platform calls.
 
 Never twice: before the request, the publication is marked `publishing` in a committed
 transaction. An attempt that finds that mark knows an earlier one may have published, and does
@@ -15,47 +17,23 @@ publication held back waits here when the wait is short, else it is snoozed for 
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-
-from sqlalchemy import func
-from sqlalchemy.orm import Session
-
-from shared.crypto import DecryptionError, decrypt
-from shared.db import get_database
 from shared.jobtypes.posts import PUBLISH, START_DUE, Publish
 from shared.jobtypes.registry import EmptyPayload
-from shared.models.domain import Post, PostPublication, SocialAccount
-from shared.models.states import AccountStatus, PostState, PublicationState, SocialPlatform
+from shared.models.states import PublicationState, SocialPlatform
 from shared.outcomes import Discard, Outcome, Snooze
-from shared.settings import Settings, get_settings
-from shared.workloads import error_text, pacing
-from shared.workloads.posts import FAN_OUT_PAGE, expire_account, settle_post, start_due_posts
+from shared.settings import Settings
+from shared.workloads import posts as post_service
+from shared.workloads import flagged_for_review
+from shared.workloads.posts import FAN_OUT_PAGE, Target
 from worker.binding import handles
 from worker.context import JobContext
 from worker.fanout import fan_out_pages
+from worker.paced import begin_paced
 from worker.platforms import (
     INSTAGRAM, THREADS, AuthExpired, GraphPublisher, OutcomeUnknown, PermanentFailure, RateLimited,
     RecipientBlocked, TelegramBotApi, TransientFailure, WebhookPublisher,
 )
 from worker.platforms.clients import shared_client
-
-
-@dataclass(frozen=True)
-class Target:
-    """What one attempt publishes, and where."""
-
-    publication_id: int
-    post_id: int
-    account_id: int
-    platform: str
-    external_id: str
-    url: str | None
-    content: str
-    media_url: str | None
-    resumed: bool  # an earlier attempt marked it publishing and did not finish: outcome unknown
-    token: str = field(repr=False)  # decrypted for this attempt only; never logged or raised
-    reservation: pacing.Reservation | None = field(default=None, repr=False)
 
 
 def marker(publication_id: int) -> str:
@@ -66,104 +44,53 @@ def marker(publication_id: int) -> str:
 
 @handles(START_DUE)
 def start_due(payload: EmptyPayload, ctx: JobContext) -> None:
-    total = fan_out_pages(lambda session, limit: start_due_posts(session, limit=limit), FAN_OUT_PAGE)
+    total = fan_out_pages(ctx.database, lambda session, limit: post_service.start_due_posts(session, limit=limit),
+                          FAN_OUT_PAGE)
     if total:
         ctx.logger.info("%d publication jobs enqueued", total)
 
 
 @handles(PUBLISH)
 def publish(payload: Publish, ctx: JobContext) -> Outcome | None:
-    settings = get_settings()
-    while True:
-        with get_database().session() as session:
-            step = _begin(session, payload.publication_id, ctx.job_id)
-        if not isinstance(step, pacing.Wait):
-            break
-        if step.seconds > settings.send_wait_inline_seconds or ctx.cancelled:
-            return Snooze(step.seconds)
-        time.sleep(step.seconds)
+    step = begin_paced(ctx, lambda session: post_service.begin_publication(
+        session, payload.publication_id, ctx.job_id, ctx.settings))
     if not isinstance(step, Target):
         return step
     last = ctx.attempt >= ctx.max_attempts
     try:
-        platform_post_id = _publish_paced(step, settings)
+        platform_post_id = _publish_paced(ctx, step)
     except RateLimited as exc:
-        _finish(step, PublicationState.PENDING, None)  # the platform did not act: take the mark back
+        _settle(ctx, step, PublicationState.PENDING, None)  # the platform did not act: take the mark back
         return Snooze(exc.retry_after)
     except TransientFailure as exc:
         if last:
-            return _fail(step, f"gave up after {ctx.attempt} attempts: {exc}")
-        _finish(step, PublicationState.PENDING, None)
+            return _fail(ctx, step, f"gave up after {ctx.attempt} attempts: {exc}")
+        _settle(ctx, step, PublicationState.PENDING, None)
         raise  # retried with backoff
     except AuthExpired as exc:
-        with get_database().session() as session:
-            _set(session, step.publication_id, PublicationState.FAILED, f"account token expired or revoked: {exc}")
-            for post_id in {step.post_id, *expire_account(session, step.account_id, str(exc))}:
-                settle_post(session, post_id)
+        with ctx.database.session() as session:
+            post_service.fail_for_expired_token(session, step, str(exc))
         return Discard(f"account {step.account_id} token expired or revoked: {exc}")
     except (PermanentFailure, RecipientBlocked) as exc:
-        return _fail(step, str(exc))
+        return _fail(ctx, step, str(exc))
     except OutcomeUnknown as exc:
         if step.platform == SocialPlatform.TELEGRAM or last:
-            return _review(step, f"outcome unknown: {exc}")
+            message = f"outcome unknown: {exc}"
+            _settle(ctx, step, PublicationState.NEEDS_REVIEW, message)
+            return flagged_for_review(f"publication {step.publication_id}", message)
         raise  # the mark stays: the next attempt checks before it posts again
-    with get_database().session() as session:
-        _set(session, step.publication_id, PublicationState.PUBLISHED, None, platform_post_id)
-        state = settle_post(session, step.post_id)
+    state = _settle(ctx, step, PublicationState.PUBLISHED, None, platform_post_id)
     ctx.logger.info("publication %s published as %s; post %s is %s", step.publication_id, platform_post_id, step.post_id, state)
     return None
 
 
-def _begin(session: Session, publication_id: int, job_id: int) -> Target | pacing.Wait | Outcome | None:
-    """Lock the publication, decide whether and how this attempt may publish, reserve the
-    account's send and mark it; or say how long to wait."""
-    publication = session.get(PostPublication, publication_id, with_for_update=True, populate_existing=True)
-    if publication is None or publication.state not in (PublicationState.PENDING, PublicationState.PUBLISHING):
-        return None  # gone, or settled by an earlier attempt or an operator: nothing to do
-    post = session.get(Post, publication.post_id)
-    account = session.get(SocialAccount, publication.social_account_id)
-    assert post is not None and account is not None  # foreign keys
-    refusal = None
-    if post.state == PostState.CANCELLED:
-        refusal = "the post was cancelled"
-    elif account.status != AccountStatus.ACTIVE:
-        refusal = f"account {account.id} is {account.status}" + (f": {account.status_reason}" if account.status_reason else "")
-    resumed = publication.state == PublicationState.PUBLISHING
-    if refusal is None and resumed and account.platform == SocialPlatform.TELEGRAM:
-        return _settle_now(session, publication, PublicationState.NEEDS_REVIEW,
-                           "an earlier attempt may have posted (it did not finish) and Telegram cannot be asked")
-    token = ""
-    if refusal is None:
-        try:
-            token = decrypt(account.access_token_encrypted or "")
-        except DecryptionError as exc:
-            refusal = str(exc)
-    if refusal is not None:
-        return _settle_now(session, publication, PublicationState.FAILED, refusal)
-    settings = get_settings()
-    reserved = pacing.reserve(session, [pacing.SendLimit(
-        f"posts.account|{account.id}", settings.post_account_rate, settings.post_account_rate_period_seconds,
-    )], holder=job_id, hold_seconds=settings.platform_timeout_seconds * 4 + 5)
-    if isinstance(reserved, pacing.Wait):
-        return reserved
-    if not resumed:
-        publication.publish_started_at = func.now()
-    publication.state, publication.job_id = PublicationState.PUBLISHING, job_id
-    return Target(
-        publication_id=publication.id, post_id=post.id, account_id=account.id, platform=account.platform,
-        external_id=account.external_id, url=account.settings.get("url"), content=post.content,
-        media_url=post.media_url, resumed=resumed, token=token, reservation=reserved,
-    )
-
-
-def _publish_paced(target: Target, settings: Settings) -> str:
+def _publish_paced(ctx: JobContext, target: Target) -> str:
     """`_publish`, then the account's reservation ends (the limit counts it from its real end)."""
     try:
-        return _publish(target, settings)
+        return _publish(target, ctx.settings)
     finally:
-        if target.reservation is not None:
-            with get_database().session() as session:
-                pacing.finish(session, target.reservation)
+        with ctx.database.session() as session:
+            post_service.end_publication(session, target)
 
 
 def _publish(target: Target, settings: Settings) -> str:
@@ -195,33 +122,11 @@ def _publish(target: Target, settings: Settings) -> str:
         return graph.publish(target.content, target.media_url, marker(target.publication_id))
 
 
-def _settle_now(session: Session, publication: PostPublication, state: str, message: str) -> Outcome:
-    publication.state, publication.error_message = state, error_text(message)
-    session.flush()
-    settle_post(session, publication.post_id)
-    return Discard(f"publication {publication.id}: {message}")
+def _settle(ctx: JobContext, target: Target, state: str, message: str | None, platform_post_id: str | None = None) -> str:
+    with ctx.database.session() as session:
+        return post_service.settle_publication(session, target, state, message, platform_post_id)
 
 
-def _set(session: Session, publication_id: int, state: str, message: str | None, platform_post_id: str | None = None) -> None:
-    publication = session.get(PostPublication, publication_id, with_for_update=True, populate_existing=True)
-    assert publication is not None
-    publication.state, publication.error_message = state, error_text(message)
-    if platform_post_id is not None:
-        publication.platform_post_id, publication.published_at = platform_post_id, func.now()
-    session.flush()
-
-
-def _finish(target: Target, state: str, message: str | None) -> None:
-    with get_database().session() as session:
-        _set(session, target.publication_id, state, message)
-        settle_post(session, target.post_id)
-
-
-def _fail(target: Target, message: str) -> Outcome:
-    _finish(target, PublicationState.FAILED, message)
+def _fail(ctx: JobContext, target: Target, message: str) -> Outcome:
+    _settle(ctx, target, PublicationState.FAILED, message)
     return Discard(f"publication {target.publication_id} failed: {message}")
-
-
-def _review(target: Target, message: str) -> Outcome:
-    _finish(target, PublicationState.NEEDS_REVIEW, message)
-    return Discard(f"publication {target.publication_id} flagged for review: {message}")

@@ -28,6 +28,7 @@ from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from shared.outside_text import clean
+from shared.workloads.proxies import MAX_CHECK_ERROR
 from worker.proxies.deadline_io import (
     Deadline,
     DeadlineSocket,
@@ -65,7 +66,7 @@ ERROR_CLASSES: tuple[ErrorClass, ...] = get_args(ErrorClass)
 _MAX_BODY_BYTES = 64 * 1024
 _USER_AGENT = "jobplatform-proxy-check/1"
 # The most characters of an error message a check reports (proxy_health_logs.error_message).
-MAX_ERROR_MESSAGE = 1000
+MAX_ERROR_MESSAGE = MAX_CHECK_ERROR  # what a log row keeps
 _Phase = Literal["resolve", "connect", "handshake", "tls", "http"]
 
 
