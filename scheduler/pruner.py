@@ -2,13 +2,18 @@
 logs and dependency rows (cascade), in small batches: each batch is its own short transaction
 and skips rows another transaction holds, so it never blocks workers or the dispatcher for
 long. Unfinished jobs are never touched, nor a finished job an unfinished one depends on.
-Old worker rows and metric rows are pruned the same way.
+Proxy check records (`proxy_health_logs`, finished `proxy_sweeps`) past
+JOBS_PROXY_LOG_RETENTION_SECONDS, old worker rows and metric rows are pruned the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
+from typing import Callable
+
+from sqlalchemy.orm import Session
 
 from shared.clock import Clock
 from shared.db import Database
@@ -36,31 +41,44 @@ class Pruner(Service):
         self.batch = settings.prune_batch_size
         self.metrics_retention = float(settings.metrics_retention_seconds)
         self.worker_retention = float(settings.worker_retention_seconds)
+        self.proxy_log_retention = float(settings.proxy_log_retention_seconds)
         self._behind = False
+        self._budget = PRUNE_MAX_BATCHES
         self.pruned_total = 0
+        self.pruned_proxy_logs_total = 0
 
     def tick(self) -> int:
-        budget = PRUNE_MAX_BATCHES  # full batches per round: a backlog cannot hold the round forever
+        self._budget = PRUNE_MAX_BATCHES  # full batches per round: a backlog cannot hold the round forever
         deleted = 0
         with self.database.session() as session:
             queues = queue_store.list_queues(session)
         for queue in queues:
-            while budget > 0:
-                with self.database.session() as session:
-                    count = maintenance.prune_finished_jobs(
-                        session, queue.name, queue.retention_seconds, self.batch, self.clock.sql_now()
-                    )
-                deleted += count
-                if count < self.batch:
-                    break
-                budget -= 1
+            deleted += self._batches(lambda session, now, q=queue: maintenance.prune_finished_jobs(
+                session, q.name, q.retention_seconds, self.batch, now))
+        logs = self._batches(lambda session, now: maintenance.prune_proxy_logs(
+            session, self.proxy_log_retention, self.batch, now))
         with self.database.session() as session:
             maintenance.prune_stopped_workers(session, self.worker_retention, self.batch, self.clock.sql_now())
             maintenance.prune_metrics(session, self.metrics_retention, self.batch, self.clock.sql_now())
-        self._behind = budget == 0
-        if deleted:
-            log.info("pruned %d finished jobs%s", deleted, " (more remain)" if self._behind else "")
+        self._behind = self._budget == 0
+        if deleted or logs:
+            log.info("pruned %d finished jobs and %d proxy check records%s", deleted, logs,
+                     " (more remain)" if self._behind else "")
         self.pruned_total += deleted
+        self.pruned_proxy_logs_total += logs
+        return deleted + logs
+
+    def _batches(self, step: Callable[[Session, datetime | None], int]) -> int:
+        """Run one pruning step, a batch per transaction, until a batch comes back short or the
+        round's budget of full batches is spent."""
+        deleted = 0
+        while self._budget > 0:
+            with self.database.session() as session:
+                count = step(session, self.clock.sql_now())
+            deleted += count
+            if count < self.batch:
+                break
+            self._budget -= 1
         return deleted
 
     def wait(self, stop: threading.Event, did: int) -> None:

@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     metrics_retention_seconds: int = Field(
         30 * 86400, ge=3600, le=_TEN_YEARS, description="How long queue_metrics and job_metrics rows are kept."
     )
+    proxy_log_retention_seconds: int = Field(
+        30 * 86400, ge=3600, le=_TEN_YEARS,
+        description="How long proxy_health_logs rows (one per check of a proxy) and finished proxy_sweeps rows are kept.",
+    )
     rollup_delay_seconds: float = Field(2.0, ge=0, description="The metrics roll-up runs this long after each minute boundary.")
 
     # Workloads: proxy health checks, post publishing, proactive Telegram messages (docs/workloads.md).

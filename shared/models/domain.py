@@ -117,6 +117,8 @@ class ProxyHealthLog(Base):
     __table_args__ = (
         # Scoring reads a proxy's recent checks, newest first.
         Index("ix_proxy_health_logs_proxy_id_checked_at", "proxy_id", "checked_at"),
+        # The pruner finds rows past retention by age (migration 0011).
+        Index("ix_proxy_health_logs_checked_at", "checked_at"),
     )
 
     id: Mapped[int] = _id()

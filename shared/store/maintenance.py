@@ -27,6 +27,14 @@ def prune_metrics(db: Executor, retention_seconds: float, limit: int, now: datet
     )
 
 
+def prune_proxy_logs(db: Executor, retention_seconds: float, limit: int, now: datetime | None = None) -> int:
+    """One batch of proxy health logs, and of finished sweeps, older than retention; returns how
+    many health logs went (the pruner repeats while a batch comes back full)."""
+    params = {"retention": retention_seconds, "limit": limit, "now": now}
+    db.execute(query("prune_proxy_sweeps"), params)
+    return len(db.execute(query("prune_proxy_health_logs"), params).all())
+
+
 def database_now(db: Executor, now: datetime | None = None) -> datetime:
     value: datetime = db.execute(query("database_now"), {"now": now}).scalar_one()
     return value

@@ -47,6 +47,24 @@ WHERE (bucket, job_type) IN (SELECT bucket, job_type FROM job_metrics
                              LIMIT :limit)
 RETURNING bucket;
 
+-- name: prune_proxy_health_logs
+-- Drop proxy check records older than :retention seconds, oldest first, a batch at a time
+-- (through ix_proxy_health_logs_checked_at). Scores live on `proxies` and need none of them.
+DELETE FROM proxy_health_logs
+WHERE id IN (SELECT id FROM proxy_health_logs
+             WHERE checked_at < coalesce(CAST(:now AS timestamptz), now()) - make_interval(secs => :retention)
+             ORDER BY checked_at
+             LIMIT :limit)
+RETURNING id;
+
+-- name: prune_proxy_sweeps
+-- Drop finished sweeps older than :retention seconds (one row per sweep: a few hundred a day).
+DELETE FROM proxy_sweeps
+WHERE id IN (SELECT id FROM proxy_sweeps
+             WHERE finished_at < coalesce(CAST(:now AS timestamptz), now()) - make_interval(secs => :retention)
+             LIMIT :limit)
+RETURNING id;
+
 -- name: database_now
 -- The time a round works from (the roll-up; a schedule's next fire): the injected clock, or the database's.
 SELECT coalesce(CAST(:now AS timestamptz), now());

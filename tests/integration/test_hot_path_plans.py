@@ -6,6 +6,7 @@ roll-up."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import text
@@ -14,20 +15,22 @@ from shared.store.sql import query
 from tests.history import history_inserts
 
 HISTORY = 1_000_000
+BIG_TABLES = ("jobs", "job_executions", "proxy_health_logs")
 
 
 def _plan(connection, name: str, params: dict) -> str:  # type: ignore[no-untyped-def]
     statement = str(query(name))
-    used = {k: v for k, v in params.items() if f":{k}" in statement}
+    used = {k: v for k, v in params.items() if re.search(f":{k}\\b", statement)}
     return json.dumps(connection.execute(text("EXPLAIN (FORMAT JSON) " + statement).bindparams(**used)).scalar())
 
 
 def _scans_of_big_tables(plan: str) -> list[str]:
-    """Seq Scans of jobs or job_executions in a JSON plan (queues, a few rows, may be scanned)."""
+    """Seq Scans of the tables that grow with history in a JSON plan (queues, a few rows, may be
+    scanned)."""
     nodes: list[str] = []
 
     def walk(node: dict) -> None:  # type: ignore[type-arg]
-        if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") in ("jobs", "job_executions"):
+        if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") in BIG_TABLES:
             nodes.append(node["Relation Name"])
         for child in node.get("Plans", []):
             walk(child)
@@ -69,11 +72,12 @@ def test_hot_statements_and_the_rollup_are_index_scans_at_a_million_finished_row
             "queue": "default", "limit": 100, "now": None, "job_id": 5, "job_type": "test.record", "worker_id": "w",
             "task_id": "t", "attempt": 1, "execution_id": 5, "job_state": "succeeded", "execution_state": "succeeded",
             "delay": None, "extra_attempts": 0, "error_class": None, "error_message": None, "traceback": None,
-            "cancel_reason": None, "after": 60.0, "grace": 1.0, "ids": [1, 2, 3],
+            "cancel_reason": None, "started_at": now, "after": 60.0, "grace": 1.0, "ids": [1, 2, 3],
             "start": stop - timedelta(minutes=3), "stop": stop, "snapshot_bucket": stop - timedelta(minutes=1),
         }
         statements = [
             "queues_with_work", "lock_queue", "queue_in_flight", "dispatch_queue", "claim_job", "finish_execution",
+            "finish_lost_claim",
             "promote_scheduled", "redispatch_lost", "dispatched_before", "redispatch_vanished",
             "rollup_queue_metrics", "rollup_job_metrics",
             # Settling dependents after a finish, a rescue or a cancel; the rescuer's forced cancellations.
@@ -88,3 +92,16 @@ def test_hot_statements_and_the_rollup_are_index_scans_at_a_million_finished_row
     assert "ix_jobs_dispatched" in plans["redispatch_lost"] and "ix_jobs_dispatched" in plans["dispatched_before"]
     assert "ix_job_executions_started_at" in plans["rollup_queue_metrics"]
     assert "ix_jobs_finished" in plans["rollup_queue_metrics"] and "ix_jobs_finished" in plans["rollup_job_metrics"]
+
+
+def test_pruning_proxy_check_records_reads_them_by_age_at_a_million_rows(db):
+    with db.engine.begin() as connection:
+        proxy = connection.execute(text(
+            "INSERT INTO proxies (type, host, port) VALUES ('http', '127.0.0.1', 1) RETURNING id")).scalar_one()
+        connection.execute(text("""
+            INSERT INTO proxy_health_logs (proxy_id, checked_at, ok)
+            SELECT :p, now() - g * interval '2 seconds', g % 7 <> 0 FROM generate_series(1, :n) AS g"""),
+            {"p": proxy, "n": HISTORY})
+        connection.execute(text("ANALYZE proxy_health_logs"))
+        plan = _plan(connection, "prune_proxy_health_logs", {"now": None, "retention": 30 * 86400.0, "limit": 500})
+    assert _scans_of_big_tables(plan) == [] and "ix_proxy_health_logs_checked_at" in plan

@@ -108,6 +108,33 @@ def test_pruner_works_a_backlog_off_over_rounds_in_small_batches(db):
     assert surviving(db) == set() and not pruner._behind
 
 
+def test_pruner_deletes_proxy_check_records_past_their_retention_in_batches(db):
+    retention = get_settings().proxy_log_retention_seconds
+    edge = NOW - timedelta(seconds=retention)
+    with db.session() as s:
+        proxy = s.execute(text("INSERT INTO proxies (type, host, port) VALUES ('http', '127.0.0.1', 1) "
+                               "RETURNING id")).scalar_one()
+        s.execute(text("INSERT INTO proxy_health_logs (proxy_id, checked_at, ok) "
+                       "SELECT :p, :edge - g * interval '1 minute', true FROM generate_series(1, 7) g"),
+                  {"p": proxy, "edge": edge})
+        kept_logs = set(s.execute(text(
+            "INSERT INTO proxy_health_logs (proxy_id, checked_at, ok) "
+            "SELECT :p, :edge + g * interval '1 minute', false FROM generate_series(1, 3) g RETURNING id"),
+            {"p": proxy, "edge": edge}).scalars())
+        s.execute(text("INSERT INTO proxy_sweeps (started_at, total, batches, finished_at) VALUES "
+                       "(:old, 1, 1, :old), (:old, 1, 1, NULL), (:new, 1, 1, :new)"),
+                  {"old": edge - DAY, "new": edge + HOUR})
+    pruner = Pruner(db, get_settings(), FrozenClock(NOW))
+    pruner.batch = 3  # 7 old records: three batches, each its own transaction
+    assert pruner.tick() == 7 and pruner.pruned_proxy_logs_total == 7
+    with db.session() as s:
+        assert set(s.execute(text("SELECT id FROM proxy_health_logs")).scalars()) == kept_logs
+        # the finished old sweep goes; an unfinished one (still running, or abandoned) stays
+        assert s.execute(text("SELECT count(*) FROM proxy_sweeps WHERE finished_at IS NULL")).scalar() == 1
+        assert s.execute(text("SELECT count(*) FROM proxy_sweeps")).scalar() == 2
+    assert pruner.tick() == 0
+
+
 # -- roll-up ----------------------------------------------------------------------------------
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
