@@ -3,8 +3,8 @@ plain HTTP and half SOCKS5 with a password; 20% refusing; 10% stalling past the 
 through the platform, against a plain asyncio checker (bench/asyncio_checker.py) with the same
 proxies, deadline and concurrency in one process.
 
-Platform: the proxies are rows; the IO worker class (one process of SLOTS threads, as `jobctl
-up` starts it) consumes `io.low`, the lane of the IO-bound proxy types; one
+Platform: the proxies are rows; a worker of the IO worker class (`-P threads`, SLOTS threads)
+consumes `io.low`, the lane of the IO-bound proxy types; one
 `proxies.check_all` starts the sweep, which becomes ceil(2000 / BATCH) `proxies.check_batch`
 jobs, each checking PER_BATCH proxies at once: SLOTS x PER_BATCH = the asyncio checker's
 concurrency. Its time is from enqueueing `proxies.check_all` to the sweep's row finished (every

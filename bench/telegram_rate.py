@@ -2,9 +2,9 @@
 Bot-API-compatible server (tests/rigs/platform_server.py), on the server's own clock.
 
 Messages are created pending (five per chat, each chat's together), one `messages.send_due`
-fans them out, and the IO worker class (one process of WORKER_SLOTS threads consuming
-`io.high`, as `jobctl up` starts it) sends them. Figures, from the
-server's receipt times: the sustained rate (sends per second between the 10th and the 90th
+fans them out, and a worker of the IO worker class (`-P threads`, WORKER_SLOTS threads,
+consuming `io.high`) sends them. Repeated `--reps` times (median; the limits must hold in
+every run). Figures, from the server's receipt times: the sustained rate (sends per second between the 10th and the 90th
 percentile receipt: without the workers' start and the last chats' tail; the first-to-last
 rate is kept too), the sliding one-second windows [t, t + 1 s) holding more than 30 sends, and
 the gaps between two sends to one chat under 1.0 s.
@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import text
 
 from bench.context import Bench, Figure, Results
 from bench.connections import held
+from bench.load import wait_for_quiet
 from bench.processes import wait_for
 
 MESSAGES, CHATS = 1000, 200
@@ -26,7 +28,43 @@ WORKER_SLOTS = 24
 LIMIT = 30
 
 
+@dataclass
+class Run:
+    rate: float  # sustained: between the 10th and 90th percentile receipts
+    overall: float  # first to last receipt
+    over: int  # sliding one-second windows holding more than LIMIT sends
+    short: int  # gaps between two sends to one chat under 1.0 s
+    busiest: int
+    smallest_gap: float
+
+
 def measure(bench: Bench) -> Results:
+    runs = []
+    for rep in range(bench.options.reps):
+        wait_for_quiet(bench.options.quiet_wait)  # a run right after the proxy fleet's teardown is slower
+        run = _run(bench)
+        runs.append(run)
+        bench.say(f"telegram rep {rep + 1}/{bench.options.reps}: sustained {run.rate:.1f}/s (first to last "
+                  f"{run.overall:.1f}/s), busiest second {run.busiest}, windows over {LIMIT}: {run.over}, chat gaps "
+                  f"under 1 s: {run.short} (smallest {run.smallest_gap:.3f} s)")
+    method = f"{MESSAGES} messages to {CHATS} chats, one bot, threads worker x {WORKER_SLOTS}, server receipt times"
+    figures = [
+        Figure("telegram sustained rate", "msgs/s", [r.rate for r in runs], target=(">=", 27.0),
+               method="sends/s between the 10th and 90th percentile receipts; " + method),
+        Figure("telegram first-to-last rate", "msgs/s", [r.overall for r in runs], method=method),
+        # every run must hold the limits, so the worst run is the figure
+        Figure("sliding seconds over 30", "windows", [float(max(r.over for r in runs))], target=("<=", 0.0),
+               method="most in any run; " + method),
+        Figure("chat gaps under 1.0 s", "gaps", [float(max(r.short for r in runs))], target=("<=", 0.0),
+               method="most in any run; " + method),
+    ]
+    summary = {"telegram_send_rate": figures[0].median, "telegram_first_to_last_rate": figures[1].median,
+               "telegram_windows_over_30": max(r.over for r in runs),
+               "telegram_chat_gaps_under_1s": max(r.short for r in runs)}
+    return Results(figures, summary, {"telegram_send_rate": [asdict(r) for r in runs]})
+
+
+def _run(bench: Bench) -> Run:
     from shared.enqueue import enqueue_now
     from shared.jobtypes.registry import io_lane
     from shared.workloads import messages as message_service
@@ -61,24 +99,8 @@ def measure(bench: Bench) -> Results:
         server.stop()
     times = [r.received_at for r in sends]
     gaps = gaps_per_key([(r.body["chat_id"], r.received_at) for r in sends])
-    rate, overall = sustained_rate(times), overall_rate(times)
-    over, short = windows_over(times, LIMIT), sum(1 for gap in gaps if gap < 1.0)
-    bench.say(f"telegram: {len(sends)} sends, sustained {rate:.1f}/s (first to last {overall:.1f}/s), busiest "
-              f"second {busiest_window(times)}, windows over {LIMIT}: {over}, chat gaps under 1 s: {short} "
-              f"(smallest {min(gaps):.3f} s)")
-    method = f"{MESSAGES} messages to {CHATS} chats, one bot, threads worker x {WORKER_SLOTS}, server receipt times"
-    figures = [
-        Figure("telegram sustained rate", "msgs/s", [rate], target=(">=", 27.0),
-               method="sends/s between the 10th and 90th percentile receipts; " + method),
-        Figure("telegram first-to-last rate", "msgs/s", [overall], method=method),
-        Figure("sliding seconds over 30", "windows", [float(over)], target=("<=", 0.0), method=method),
-        Figure("chat gaps under 1.0 s", "gaps", [float(short)], target=("<=", 0.0), method=method),
-    ]
-    summary = {"telegram_send_rate": rate, "telegram_first_to_last_rate": overall,
-               "telegram_windows_over_30": over, "telegram_chat_gaps_under_1s": short}
-    raw = {"telegram_send_rate": {"sends": len(sends), "busiest_second": busiest_window(times),
-                                  "smallest_chat_gap": min(gaps)}}
-    return Results(figures, summary, raw)
+    return Run(sustained_rate(times), overall_rate(times), windows_over(times, LIMIT), sum(1 for g in gaps if g < 1.0),
+               busiest_window(times), min(gaps))
 
 
 def _sent(database) -> int:  # type: ignore[no-untyped-def]

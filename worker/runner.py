@@ -250,13 +250,6 @@ class JobRunner:
             found = self.connection.run(lambda c: job_store.execution_state(c, job.execution_id))
             ours = found == finish.execution_state
             written = FinishWritten(recorded=ours, has_dependents=ours)
-        if not written.recorded:
-            # Or PostgreSQL crashed and lost the claim (claims do not wait for the disk).
-            written = self.connection.run(
-                lambda c: job_store.finish_lost_claim(c, job, self.worker_id, context.task_id, finish, now))
-            if written.recorded:
-                log.warning("job %s attempt %s: its claim was lost by the database; claim and end written together",
-                            job.id, job.attempt, extra={"job_id": job.id})
         if written.recorded and written.has_dependents and finish.job_state in TERMINAL_JOB_STATES:
             # Right away; should this fail (or the process die first), the scheduler's sweep
             # settles them.

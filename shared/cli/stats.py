@@ -12,13 +12,12 @@ from typing import Any
 
 import click
 
-from shared.models.states import ACTIVE_JOB_STATES
+from shared.models.states import ACTIVE_JOB_STATES, TERMINAL_JOB_STATES
 from shared.settings import get_settings
 from shared.store import operations as ops
 from shared.cli.operator import database, emit_json, json_option, refusals_as_errors, table
 
-FINAL_STATES = ("succeeded", "failed", "cancelled")
-QUEUE_COLUMNS = ("queue", *ACTIVE_JOB_STATES, "oldest_waiting_seconds", *FINAL_STATES, "per_minute")
+QUEUE_COLUMNS = ("queue", *ACTIVE_JOB_STATES, "oldest_waiting_seconds", *TERMINAL_JOB_STATES, "per_minute")
 FAILURE_COLUMNS = ("queue", "type", "failed", "last_failed_at", "last_error")
 
 
@@ -32,7 +31,7 @@ def gather(minutes: int, failure_limit: int = 20) -> dict[str, Any]:
         alive = ops.count_live_workers(session, get_settings().worker_stale_after_seconds)
     queues: list[dict[str, Any]] = []
     for queue in overview:
-        ended = {state: finished.get((queue.name, state), 0) for state in FINAL_STATES}
+        ended = {state: finished.get((queue.name, state), 0) for state in TERMINAL_JOB_STATES}
         queues.append({
             "name": queue.name,
             "paused": queue.paused,
@@ -43,7 +42,7 @@ def gather(minutes: int, failure_limit: int = 20) -> dict[str, Any]:
         })
     totals: dict[str, Any] = {
         "depth": {str(s): sum(q["depth"][s] for q in queues) for s in ACTIVE_JOB_STATES},
-        "finished": {s: sum(q["finished"][s] for q in queues) for s in FINAL_STATES},
+        "finished": {s: sum(q["finished"][s] for q in queues) for s in TERMINAL_JOB_STATES},
     }
     totals["throughput_per_minute"] = round(sum(totals["finished"].values()) / minutes, 3)
     return {

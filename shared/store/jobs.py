@@ -172,20 +172,6 @@ def finish_execution(
     return FinishWritten(bool(row.jobs_updated), bool(row.has_dependents), row.run_at)
 
 
-def finish_lost_claim(
-    db: Executor, job: ClaimedJob, worker_id: str, task_id: str | None, finish: Finish, now: datetime | None = None
-) -> FinishWritten:
-    """Record the end of an attempt whose claim the database lost in a crash (claims commit
-    without waiting for the disk, see `claim_job`), claim and end together, while nobody else
-    has claimed the job since."""
-    params = dict(_finish_params(finish), job_id=job.id, attempt=job.attempt, started_at=job.started_at,
-                  worker_id=worker_id, task_id=task_id, now=now)
-    row = db.execute(query("finish_lost_claim"), params).first()
-    if row is None:
-        return FinishWritten(recorded=False)
-    return FinishWritten(True, bool(row.has_dependents), row.run_at)
-
-
 def _finish_params(finish: Finish) -> dict[str, object]:
     return {
         "job_state": finish.job_state, "execution_state": finish.execution_state, "delay": finish.delay,

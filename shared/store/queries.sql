@@ -117,12 +117,7 @@ RETURNING id, type, queue, priority, run_at, attempt, timeout_seconds;
 
 -- name: claim_job
 -- Compare-and-set dispatched -> running for one job and open its execution, in one round trip.
--- The claim commits without waiting for its WAL flush (`fast`: for this transaction only): the
--- attempt's end, committed durably, flushes the WAL up to itself and so the claim with it. A
--- crash of PostgreSQL in between can lose the claim alone; `finish_lost_claim` then writes the
--- claim and the end together. Saves a disk flush (about 1 ms here) per job on the worker's path.
-WITH fast AS (SELECT set_config('synchronous_commit', 'off', true)),
-claimed AS (
+WITH claimed AS (
     UPDATE jobs SET state = 'running', attempt = attempt + 1, started_at = coalesce(:now, now()),
                     worker_id = :worker_id, progress = NULL
     -- The type must match the task the message named: a message can never run another job.
@@ -134,7 +129,7 @@ claimed AS (
     SELECT id, attempt, 'running', :worker_id, :task_id, started_at FROM claimed
     RETURNING id
 )
-SELECT claimed.*, execution.id AS execution_id FROM claimed, execution, fast;
+SELECT claimed.*, execution.id AS execution_id FROM claimed, execution;
 
 -- name: finish_execution
 -- Record how an attempt ended, on the job and its execution, in one round trip. A late report
@@ -162,33 +157,6 @@ UPDATE job_executions SET state = :execution_state, finished_at = coalesce(:now,
 WHERE id = :execution_id AND state IN ('running', 'lost')
 RETURNING (SELECT count(*) FROM job) AS jobs_updated, coalesce((SELECT bool_or(has_dependents) FROM job), false) AS has_dependents,
           (SELECT max(run_at) FROM job) AS run_at;
-
--- name: finish_lost_claim
--- The end of an attempt whose claim PostgreSQL lost (it crashed before the claim's WAL reached
--- disk): the job is back in `dispatched` at the attempt before, with no execution for this one.
--- While nobody has claimed it since, the claim and the end are written together, so the handler
--- that ran is recorded once and its job not run again. The message is still unacknowledged
--- while this runs, so the dispatcher has not sent it again (held messages are never resent).
-WITH job AS (
-    UPDATE jobs SET state = :job_state, attempt = :attempt, started_at = :started_at,
-                    run_at = coalesce(coalesce(CAST(:now AS timestamptz), now()) + CAST(:delay AS interval), run_at),
-                    finished_at = CASE WHEN :job_state IN ('succeeded', 'failed', 'cancelled')
-                                       THEN coalesce(:now, now()) END,
-                    max_attempts = max_attempts + :extra_attempts,
-                    last_error = coalesce(:error_message, last_error),
-                    cancel_reason = coalesce(cancel_reason, :cancel_reason),
-                    progress = CASE WHEN :job_state = 'succeeded' THEN 1.0 END,
-                    worker_id = NULL
-    WHERE id = :job_id AND state = 'dispatched' AND attempt = :attempt - 1
-      AND NOT EXISTS (SELECT 1 FROM job_executions WHERE job_id = :job_id AND attempt = :attempt)
-    RETURNING id, has_dependents, started_at, run_at
-)
-INSERT INTO job_executions (job_id, attempt, state, worker_id, task_id, started_at, finished_at,
-                            error_class, error_message, traceback)
-SELECT id, :attempt, :execution_state, :worker_id, :task_id, started_at, greatest(started_at, coalesce(:now, now())),
-       :error_class, :error_message, :traceback
-FROM job
-RETURNING (SELECT bool_or(has_dependents) FROM job) AS has_dependents, (SELECT max(run_at) FROM job) AS run_at;
 
 -- name: heartbeat_clock
 -- Fix the heartbeat transaction's time before the process reads its holdings: every claim
