@@ -11,7 +11,6 @@ connections seen; the bound is JOBS_WORKER_DB_CONNECTIONS (default 10).
 from __future__ import annotations
 
 import sys
-import threading
 import time
 
 from sqlalchemy import text
@@ -19,6 +18,7 @@ from sqlalchemy import text
 from bench.context import Bench, Figure, Results
 from bench.environment import QUEUE
 from bench.processes import wait_for
+from tests.rigs.connections import ConnectionSampler
 
 CONCURRENCY = 200
 JOBS = 600
@@ -30,35 +30,6 @@ def held(database, pid: int) -> int:  # type: ignore[no-untyped-def]
     with database.session() as session:
         return int(session.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n"),
                                    {"n": f"jobplatform:{pid}"}).scalar() or 0)
-
-
-class Sampler:
-    """Most connections a process held, and most jobs running at once, sampled every 20 ms."""
-
-    def __init__(self, database, pid: int) -> None:  # type: ignore[no-untyped-def]
-        self.database, self.pid = database, pid
-        self.connections = self.running = self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> "Sampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        with self.database.engine.connect() as connection:
-            while not self._stop.wait(0.02):
-                connections, running = connection.execute(text(
-                    "SELECT (SELECT count(*) FROM pg_stat_activity WHERE application_name = :n), "
-                    "(SELECT count(*) FROM jobs WHERE state = 'running')"), {"n": f"jobplatform:{self.pid}"}).one()
-                connection.commit()
-                self.samples += 1
-                self.connections = max(self.connections, int(connections))
-                self.running = max(self.running, int(running))
 
 
 def measure(bench: Bench) -> Results:
@@ -74,7 +45,7 @@ def measure(bench: Bench) -> Results:
     wait_for(lambda: worker.check_alive() or held(database, worker.pid) > 0, 60, "worker connected")
     scheduler = bench.processes.scheduler({"JOBS_DISPATCH_WINDOW": str(2 * CONCURRENCY)})
     try:
-        with Sampler(database, worker.pid) as sampler:
+        with ConnectionSampler(database, worker.pid) as sampler:
             enqueue_many_now("platform.sleep", [{"seconds": SLEEP}] * JOBS, queue=QUEUE)
             wait_for(lambda: _succeeded(database) >= JOBS, 300, f"{JOBS} sleeps succeeded", interval=0.2)
     finally:

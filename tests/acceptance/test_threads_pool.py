@@ -3,7 +3,6 @@ own, cancels the right one, and holds a bounded number of database connections."
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 from sqlalchemy import text
@@ -12,6 +11,7 @@ from shared.control import cancel_job, get_job
 from shared.enqueue import enqueue_many_now
 from tests.acceptance.test_lifecycle import all_done, states
 from tests.processes import wait_for
+from tests.rigs.connections import ConnectionSampler
 
 pytestmark = pytest.mark.acceptance
 
@@ -19,34 +19,6 @@ THREADS = 100
 JOBS = 500
 LINES = 3
 CONNECTIONS = 10  # JOBS_WORKER_DB_CONNECTIONS
-
-
-class ConnectionSampler:
-    """Counts, every few milliseconds, the connections a process holds (by application_name)."""
-
-    def __init__(self, db, pid: int) -> None:  # type: ignore[no-untyped-def]
-        self.db = db
-        self.name = f"jobplatform:{pid}"
-        self.most = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> "ConnectionSampler":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    def _loop(self) -> None:
-        with self.db.engine.connect() as connection:
-            while not self.stop.wait(0.02):
-                held = connection.execute(
-                    text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n"), {"n": self.name}
-                ).scalar()
-                connection.commit()
-                self.most = max(self.most, int(held or 0))
 
 
 def test_hundred_threads_keep_each_attempt_state_their_own(db, processes):
@@ -74,8 +46,8 @@ def test_hundred_threads_keep_each_attempt_state_their_own(db, processes):
     for key, job_id, event in seen:
         assert keys[job_id] == key and event == f"progress {marks[key]}", (key, job_id, event)
     # One heartbeat connection plus the pool shared by a hundred threads, whatever the load.
-    print(f"connections held by a worker with {THREADS} threads: at most {sampler.most}")
-    assert 1 <= sampler.most <= CONNECTIONS
+    print(f"connections held by a worker with {THREADS} threads: at most {sampler.connections}")
+    assert 1 <= sampler.connections <= CONNECTIONS
 
 
 def test_cancel_reaches_the_right_thread(db, processes):
