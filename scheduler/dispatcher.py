@@ -1,25 +1,22 @@
 """The dispatcher: moves runnable jobs to `dispatched` and publishes their ids.
 
 Per queue it keeps at most a window of jobs in the broker, so the backlog stays in PostgreSQL
-where order is exact, pause is instant and limits hold. It wakes on NOTIFY (coalesced: one
-wake drains every pending notification), re-polls quickly while queues are busy, backs off
-when nothing moves, and republishes jobs whose message was lost. Rows are committed before
-their messages are sent; a crash in between leaves jobs `dispatched`, which the redispatch
-timeout covers.
+where order is exact, pause is instant and limits hold. It wakes on NOTIFY
+(scheduler/wakeup.py), re-polls quickly while queues are busy, backs off when nothing moves,
+and republishes jobs whose message was lost. Rows are committed before their messages are
+sent; a crash in between leaves jobs `dispatched`, which the redispatch timeout covers.
 
-Poison isolation: a round that fails for any reason but a lost connection (a row whose values
-cannot be loaded or updated, a message that cannot be encoded) is done again for that queue one
-job at a time: ids first (an id always loads), then each job in a savepoint. A job that cannot
-be dispatched, promoted or published is failed alone with the reason in `last_error`; the other
-jobs and queues go on in the same round. When nothing fails, the rounds are as fast as before:
-the slow path costs nothing until it is needed.
+Poison isolation: a round that fails for any reason but an outage (scheduler/dispatch_faults.py:
+a row whose values cannot be loaded or updated, a message that cannot be encoded) is done
+again for that queue one job at a time: ids first (an id always loads), then each job in a
+savepoint. A job that cannot be dispatched, promoted or published is failed alone with the
+reason in `last_error`; the other jobs and queues go on in the same round. When nothing fails,
+the rounds are as fast as before: the slow path costs nothing until it is needed.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import os
 import threading
 import time
 from datetime import datetime
@@ -28,29 +25,26 @@ from typing import Callable, TypeVar
 
 import psycopg
 from celery import Celery
-from kombu.exceptions import EncodeError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from shared.broker import publish, publisher
+from shared.broker import publish
 from shared.clock import Clock
 from shared.db import Database
-from shared.errors import BrokerError, PlatformError, ServiceUnavailable
-from shared.jobtypes.registry import Registry, io_lane
+from shared.jobtypes.registry import Registry
 from shared.settings import Settings
 from shared.store import jobs as job_store
 from shared.store import limits as limit_store
-from shared.store import queues as queue_store
 from shared.store.rows import Candidate, DispatchedJob, Executor, QueueRow
-from scheduler.notify_probe import PROBE_PREFIX, NotifyProbe
+from scheduler.dispatch_faults import describe, is_outage, unpublishable
 from scheduler.limits import QUEUE_SCOPE, RatePlan, live_starts, plan, scope_of
+from scheduler.notify_probe import NotifyProbe
 from scheduler.service import Service
+from scheduler.vanished import VANISHED_GRACE_SECONDS, VanishedMessages
+from scheduler.wakeup import Wakeup
 
 log = logging.getLogger("scheduler.dispatcher")
 T = TypeVar("T")
 
-CHANNEL = "jobs_ready"
 PROMOTE_BATCH = 5000
 # Scheduled jobs (delays, retry backoffs) become runnable with this granularity at worst.
 PROMOTE_EVERY_SECONDS = 0.1
@@ -61,54 +55,11 @@ WINDOW_REFILL_FRACTION = 4
 # Both ways of finding lost messages (the timeout, and the broker compared with the rows) run
 # this often.
 REDISPATCH_EVERY_SECONDS = 0.5
-# Fast recovery from a broker loss (Redis only: a RabbitMQ queue cannot be listed, so there the
-# redispatch timeout alone applies). Every REDISPATCH_EVERY_SECONDS, the jobs dispatched for
-# longer than VANISHED_GRACE_SECONDS (their message must be in the broker by then) are compared
-# with the ids the broker holds; a job missing at two checks in a row (a message between a
-# worker's BRPOP and its unacked entry is missing for an instant, never for half a second) is
-# republished. A job is republished this way at most once per redispatch timeout, so a message
-# a worker keeps dropping (a type it does not run) is not sent again every few seconds.
-VANISHED_GRACE_SECONDS = 1.0
+# Fast recovery from a broker loss (Redis only): scheduler/vanished.py.
 # Under key limits, a round reads pages of candidates (at least this many) past jobs whose key
 # is at its limit, up to this many pages: a busy key never blocks the rest of its queue.
 LIMITED_PAGE_MIN = 20
 LIMITED_PAGES = 5
-# A job's reason in `last_error` keeps the error's first line, up to this many characters.
-REASON_MAX_CHARS = 500
-
-
-def is_outage(exc: BaseException) -> bool:
-    """The database or the broker is away: the round is tried again later, whole, and no job is
-    to blame. Anything else met while handling a round's rows is the rows' fault."""
-    if isinstance(exc, (ServiceUnavailable, OperationalError, InterfaceError, psycopg.OperationalError,
-                        psycopg.InterfaceError, ConnectionError)):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, BrokerError):  # publish wraps kombu's errors: the cause tells which kind
-        return not isinstance(exc.__cause__, EncodeError)  # a message that cannot be encoded
-    return False
-
-
-def describe(exc: BaseException) -> str:
-    """An error's first line, without the SQL and parameters SQLAlchemy appends."""
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc).strip()
-    if not isinstance(exc, PlatformError) and orig is None:
-        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line[:REASON_MAX_CHARS]
-
-
-def unpublishable(job: DispatchedJob) -> str | None:
-    """Why a dispatched job cannot become a message a worker can run, if it cannot: its time
-    limit must be a finite, positive number of seconds (a worker cannot arm infinity)."""
-    timeout = job.timeout_seconds
-    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-        return f"timeout_seconds {timeout!r} is not a finite positive number"
-    return None
-
-
 class Dispatcher(Service):
     name = "dispatcher"
     leader_only = False  # several replicas are safe: each queue round holds the queue's row lock
@@ -120,12 +71,10 @@ class Dispatcher(Service):
         self.settings = settings
         self.registry = registry
         self.clock = clock
-        self._listener: psycopg.Connection | None = None
-        self.probe = NotifyProbe(settings.notify_probe_seconds, settings.notify_probe_timeout_seconds)
+        self.wakeup = Wakeup(database, settings)
         self._idle_wait = settings.dispatch_busy_poll_seconds
         self._last_redispatch = 0.0
-        self._vanished_suspects: set[int] = set()  # missing from the broker at the last check
-        self._fast_republished: dict[int, float] = {}  # job id -> monotonic time of its fast republish
+        self.vanished = VanishedMessages(app, settings)
         self.fast_republished_total = 0
         # Comparisons of the broker with the rows done: in memory, shown in /healthz, so a test
         # can wait for "several more checks" instead of sleeping (no write of its own).
@@ -355,23 +304,13 @@ class Dispatcher(Service):
         return len(lost)
 
     def _recover_vanished(self) -> int:
-        """Republish the dispatched jobs whose messages the broker no longer holds (a FLUSHALL, a
-        Redis restart without persistence), within seconds instead of the redispatch timeout.
-        The update refreshes only rows still `dispatched`, so a job that runs is never sent."""
+        """Republish the dispatched jobs whose messages the broker no longer holds, within
+        seconds instead of the redispatch timeout. The update refreshes only rows still
+        `dispatched`, so a job that runs is never sent."""
         now = self.clock.sql_now()
         with self.database.session() as session:
             candidates = job_store.dispatched_before(session, VANISHED_GRACE_SECONDS, self.settings.dispatch_batch, now)
-        if not candidates:
-            self._vanished_suspects = set()
-            return 0
-        # A job's message sits in its queue's list, or in the queue's IO lane for an IO-bound type.
-        lanes = {lane for _, queue in candidates for lane in (queue, io_lane(queue))}
-        held = publisher(self.app, self.settings).held_job_ids(lanes)
-        cutoff = time.monotonic() - self.settings.redispatch_after_seconds
-        self._fast_republished = {i: t for i, t in self._fast_republished.items() if t > cutoff}
-        missing = {i for i, _ in candidates if i not in held and i not in self._fast_republished}
-        confirmed = sorted(missing & self._vanished_suspects)
-        self._vanished_suspects = missing - set(confirmed)
+        confirmed = self.vanished.confirmed(candidates)
         if not confirmed:
             return 0
         try:
@@ -385,8 +324,7 @@ class Dispatcher(Service):
             log.warning("dispatcher: fast redispatch failed (%s); the redispatch timeout covers these jobs",
                         describe(exc))
             return 0
-        stamp = time.monotonic()
-        self._fast_republished.update((job.id, stamp) for job in lost)
+        self.vanished.resent([job.id for job in lost])
         if lost:
             log.warning("republishing %d jobs whose messages the broker no longer holds", len(lost))
             self._publish(lost)
@@ -430,69 +368,17 @@ class Dispatcher(Service):
         if stop.is_set():
             return
         try:
-            self._probe_notify()
-            self._wait_notify(wait)
+            if self.wakeup.wait(wait):
+                self._idle_wait = self.settings.dispatch_busy_poll_seconds
         except psycopg.Error as exc:
             log.warning("LISTEN connection failed (%s); polling", exc)
-            self._close_listener()
+            self.wakeup.close()
             stop.wait(self._idle_wait)
 
-    def _wait_notify(self, timeout: float) -> None:
-        listener = self._listen()
-        woke = False
-        for note in listener.notifies(timeout=timeout, stop_after=1):
-            woke = self._heard(note.payload) or woke
-        if woke:  # coalesce a burst of notifications into one round
-            for note in listener.notifies(timeout=0.0):
-                self._heard(note.payload)
-            self._idle_wait = self.settings.dispatch_busy_poll_seconds
-
-    def _heard(self, payload: str) -> bool:
-        """Marks the probe seen when this is its token; True when the notification is a wake-up
-        (anything but a probe token: other notifiers send an empty payload)."""
-        if not payload.startswith(PROBE_PREFIX):
-            return True
-        self.probe.heard(payload, time.monotonic())
-        return False
-
-    def _probe_notify(self) -> None:
-        """Every JOBS_NOTIFY_PROBE_SECONDS, NOTIFY a token through the normal database path and
-        judge whether the last one reached the listener in time. A pooler in front of the
-        listener (LISTEN through PgBouncer in transaction mode) swallows every notification:
-        this is how that shows, in /healthz, `jobs_dispatcher_notify_ok` and the log. Polling
-        keeps jobs moving meanwhile."""
-        now = time.monotonic()
-        before = self.probe.ok
-        self.probe.judge(now)
-        if self.probe.ok is False and before is not False:
-            log.warning(
-                "dispatcher: NOTIFY does not reach the listener (a probe sent %.0f s ago was never heard); "
-                "polling every %.1f s meanwhile. Point JOBS_LISTEN_DATABASE_URL straight at PostgreSQL, not at a "
-                "transaction pooler.", self.settings.notify_probe_timeout_seconds, self.settings.dispatch_poll_seconds,
-            )
-        elif self.probe.ok and before is False:
-            log.warning("dispatcher: NOTIFY reaches the listener again")
-        if not self.probe.due(now):
-            return
-        self._listen()  # the token must be sent after LISTEN, or it could not be heard
-        token = self.probe.start(now)
-        try:
-            with self.database.session() as session:
-                queue_store.notify_probe(session, token)
-        except PlatformError as exc:  # the database is away: the rounds report that
-            log.debug("dispatcher: the NOTIFY probe could not be sent: %s", exc)
-            self.probe.cancel()
-
-    def _listen(self) -> psycopg.Connection:
-        if self._listener is None or self._listener.closed:
-            url = self.settings.listen_database_url or self.database.engine.url
-            url = make_url(url).set(drivername="postgresql")
-            self._listener = psycopg.connect(
-                url.render_as_string(hide_password=False), autocommit=True, application_name=f"jobplatform:{os.getpid()}",
-                connect_timeout=10,
-            )
-            self._listener.execute(f"LISTEN {CHANNEL}")
-        return self._listener
+    @property
+    def probe(self) -> NotifyProbe:
+        """Whether NOTIFY reaches the listener (read by /healthz and the metrics)."""
+        return self.wakeup.probe
 
     def details(self) -> dict[str, object]:
         report = self.probe.report()
@@ -500,13 +386,5 @@ class Dispatcher(Service):
             report["broker_checks"] = self.broker_checks
         return report
 
-    def _close_listener(self) -> None:
-        self.probe.cancel()  # a token out on a listener now gone could never be heard
-        if self._listener is not None:
-            try:
-                self._listener.close()
-            finally:
-                self._listener = None
-
     def close(self) -> None:
-        self._close_listener()
+        self.wakeup.close()
