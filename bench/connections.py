@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from bench.context import Bench, Figure, Results
 from bench.environment import QUEUE
-from bench.processes import wait_for
+from bench.processes import Proc, wait_for
 from tests.rigs.connections import ConnectionSampler
 
 CONCURRENCY = 200
@@ -32,17 +32,25 @@ def held(database, pid: int) -> int:  # type: ignore[no-untyped-def]
                                    {"n": f"jobplatform:{pid}"}).scalar() or 0)
 
 
+def threads_worker(bench: Bench, name: str, queue: str, threads: int, env: dict[str, str] | None = None) -> Proc:
+    """A worker of the IO worker class (`-P threads`, `threads` threads) consuming `queue`,
+    returned once its process is connected (heartbeating)."""
+    database = bench.environment.database()
+    worker = bench.processes.spawn(name, [
+        sys.executable, "-m", "celery", "-A", "worker.app:app", "worker", "-P", "threads", "-c", str(threads),
+        "-Q", queue, "-n", f"bench-{name}-{time.time_ns()}@%h", "--loglevel=WARNING",
+        "--without-mingle", "--without-gossip"], env)
+    wait_for(lambda: worker.check_alive() or held(database, worker.pid), 60, f"{name} connected")
+    return worker
+
+
 def measure(bench: Bench) -> Results:
     from shared.enqueue import enqueue_many_now
 
     database = bench.environment.database()
     bench.environment.reset_tables()
     budget = int(bench.processes.env.get("JOBS_WORKER_DB_CONNECTIONS", "10"))
-    worker = bench.processes.spawn("platform-io-worker-200", [
-        sys.executable, "-m", "celery", "-A", "worker.app:app", "worker", "-P", "threads", "-c", str(CONCURRENCY),
-        "-Q", QUEUE, "-n", f"bench-connections-{time.time_ns()}@%h", "--loglevel=WARNING",
-        "--without-mingle", "--without-gossip"])
-    wait_for(lambda: worker.check_alive() or held(database, worker.pid) > 0, 60, "worker connected")
+    worker = threads_worker(bench, "platform-io-worker-200", QUEUE, CONCURRENCY)
     scheduler = bench.processes.scheduler({"JOBS_DISPATCH_WINDOW": str(2 * CONCURRENCY)})
     try:
         with ConnectionSampler(database, worker.pid) as sampler:

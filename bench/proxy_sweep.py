@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 import time
 
 from sqlalchemy import text
 
 from bench import asyncio_checker
 from bench.context import Bench, Figure, Results
-from bench.connections import held
+from bench.connections import held, threads_worker
 from bench.processes import wait_for
 
 PROXIES = 2000
@@ -62,11 +61,7 @@ def measure(bench: Bench) -> Results:
         env = {"JOBS_PROXY_CHECK_URL": fleet.check_url, "JOBS_PROXY_CONNECT_TIMEOUT_SECONDS": str(DEADLINE),
                "JOBS_PROXY_TOTAL_TIMEOUT_SECONDS": str(DEADLINE), "JOBS_PROXY_CHECK_BATCH_SIZE": str(BATCH),
                "JOBS_PROXY_CHECK_CONCURRENCY": str(PER_BATCH)}
-        worker = bench.processes.spawn("platform-proxy-worker", [
-            sys.executable, "-m", "celery", "-A", "worker.app:app", "worker", "-P", "threads", "-c", str(SLOTS),
-            "-Q", io_lane("low"), "-n", f"bench-proxies-{time.time_ns()}@%h", "--loglevel=WARNING",
-            "--without-mingle", "--without-gossip"], env)
-        wait_for(lambda: worker.check_alive() or held(database, worker.pid), 60, "worker connected")
+        worker = threads_worker(bench, "platform-proxy-worker", io_lane("low"), SLOTS, env)
         scheduler = bench.processes.scheduler(env)
         wait_for(lambda: held(database, scheduler.pid), 60, "scheduler connected")
         try:

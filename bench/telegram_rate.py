@@ -12,14 +12,12 @@ the gaps between two sends to one chat under 1.0 s.
 
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import text
 
 from bench.context import Bench, Figure, Results
-from bench.connections import held
+from bench.connections import threads_worker
 from bench.load import wait_for_quiet
 from bench.processes import wait_for
 
@@ -83,11 +81,7 @@ def _run(bench: Bench) -> Run:
                 for n in range(MESSAGES // CHATS):
                     message_service.create_message(session, user_id=user.id, text=f"bench message {n}")
         env = {"JOBS_TELEGRAM_API_BASE_URL": server.telegram_base, "JOBS_PLATFORM_TIMEOUT_SECONDS": "10"}
-        worker = bench.processes.spawn("platform-telegram-worker", [
-            sys.executable, "-m", "celery", "-A", "worker.app:app", "worker", "-P", "threads", "-c", str(WORKER_SLOTS),
-            "-Q", io_lane("high"), "-n", f"bench-telegram-{time.time_ns()}@%h", "--loglevel=WARNING",
-            "--without-mingle", "--without-gossip"], env)
-        wait_for(lambda: worker.check_alive() or held(database, worker.pid), 60, "worker connected")
+        worker = threads_worker(bench, "platform-telegram-worker", io_lane("high"), WORKER_SLOTS, env)
         scheduler = bench.processes.scheduler(env)
         try:
             enqueue_now("messages.send_due")
