@@ -15,18 +15,10 @@ import time
 from sqlalchemy import text
 
 from bench.context import Bench, Figure, Results
+from tests.history import fill_finished_jobs, history_inserts
 
 ROWS = 1_000_000
 SAMPLES = 20
-FILL = """
-INSERT INTO jobs (type, queue, state, payload, attempt, max_attempts, run_at, created_at, started_at,
-                  finished_at, last_error)
-SELECT 'bench.noop', (ARRAY['high','default','low','bulk'])[1 + g % 4],
-       CASE WHEN g % 100 = 0 THEN 'failed' ELSE 'succeeded' END,
-       jsonb_build_object('n', g), 1, 1, t, t, t, t + interval '5 ms',
-       CASE WHEN g % 100 = 0 THEN 'boom' END
-FROM generate_series(1, :rows) g, LATERAL (SELECT now() - make_interval(secs => :rows - g) AS t) at_
-"""
 
 
 def measure(bench: Bench) -> Results:
@@ -41,9 +33,8 @@ def measure(bench: Bench) -> Results:
     started = time.monotonic()
     with database.session() as session:
         # History, not an enqueue: the insert guard (migration 0004) is off for this transaction.
-        session.execute(text("ALTER TABLE jobs DISABLE TRIGGER jobs_insert_contract"))
-        session.execute(text(FILL), {"rows": ROWS})
-        session.execute(text("ALTER TABLE jobs ENABLE TRIGGER jobs_insert_contract"))
+        with history_inserts(session):
+            fill_finished_jobs(session, ROWS)
     with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM ANALYZE jobs"))
         middle = int(connection.execute(text("SELECT min(id) + count(*) / 2 FROM jobs")).scalar() or 0)

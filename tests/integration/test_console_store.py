@@ -12,7 +12,7 @@ from shared.enqueue import enqueue_many_now, enqueue_now
 from shared.store import console as store
 from shared.store.console import JobSearch
 from tests.console.console_fixture import csrf_of, logged_in
-from tests.history import history_inserts
+from tests.history import fill_finished_jobs, history_inserts
 
 
 def _finish(db: Database, ids: list[int], state: str, worker: str | None = None) -> None:
@@ -137,16 +137,3 @@ def test_jobs_query_uses_an_index_at_1m_finished_rows(db: Database) -> None:
             plan = "\n".join(session.execute(text("EXPLAIN " + str(store.query("console_find_jobs"))), params).scalars())
             assert "Seq Scan" not in plan, (search, plan)
             assert "Index" in plan, (search, plan)
-
-
-def fill_finished_jobs(session, rows: int) -> None:  # type: ignore[no-untyped-def]
-    """`rows` finished jobs in one statement: 1% failed, spread over the four queues."""
-    session.execute(text("""
-        INSERT INTO jobs (type, queue, state, payload, attempt, max_attempts, run_at, created_at, started_at,
-                          finished_at, last_error)
-        SELECT 'bench.noop', (ARRAY['high','default','low','bulk'])[1 + g % 4],
-               CASE WHEN g % 100 = 0 THEN 'failed' ELSE 'succeeded' END,
-               jsonb_build_object('n', g), 1, 1, t, t, t, t + interval '5 ms',
-               CASE WHEN g % 100 = 0 THEN 'boom' END
-        FROM generate_series(1, :rows) g, LATERAL (SELECT now() - make_interval(secs => :rows - g) AS t) at_
-    """), {"rows": rows})
